@@ -1,0 +1,37 @@
+# f2b-bgp: set-up, tests, demo and benchmarks on a Debian machine, as root.
+PYTHON ?= python3
+APT_PACKAGES := frr bird2 openbgpd gobgpd fail2ban iproute2 nftables
+export PIP_BREAK_SYSTEM_PACKAGES := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: deps test unit demo bench examples clean
+
+## deps: Debian packages (without starting their services) and the Python package with its test extra
+deps:
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+	    created=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && created=1; fi; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+	    rc=$$?; [ -n "$$created" ] && rm -f /usr/sbin/policy-rc.d; exit $$rc; fi
+	@$(PYTHON) -m pip --version >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip)
+	$(PYTHON) -m pip install -q -e '.[test]'
+
+## test: install what the tests need, then run every test (unit and live)
+test: deps
+	$(PYTHON) -m pytest -q -ra
+
+## unit: only the tests that start no daemon
+unit:
+	$(PYTHON) -m pytest -q tests/unit
+
+## demo: the main job end to end in throw-away namespaces
+demo: deps
+	$(PYTHON) -m tests.demo
+
+## bench: benchmarks, printed as ratios against a baseline run in the same process
+bench: deps
+	@for b in bench/*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
+
+## examples: regenerate the shipped firewall snippets from the reference config
+examples:
+	$(PYTHON) -m f2b_bgp.peering.regenerate

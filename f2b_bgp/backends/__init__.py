@@ -1,0 +1,1 @@
+"""Backends write blackhole routes somewhere: the kernel (for FRR) or ExaBGP."""

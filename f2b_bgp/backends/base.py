@@ -1,0 +1,56 @@
+"""The contract every backend keeps with the service."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from netaddr import IPNetwork
+
+# prefix -> one-line error, for the prefixes a backend did NOT apply
+Failures = dict[IPNetwork, str]
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot take commands now (e.g. ExaBGP's bridge is not connected)."""
+
+
+class Backend(ABC):
+    """Announce and withdraw host routes; report what is really in place.
+
+    announce/withdraw return only when the backend acknowledged every prefix
+    it did not list in the returned Failures. They raise BackendUnavailable when
+    nothing could be sent. Both are idempotent: announcing what is in place and
+    withdrawing what is absent succeed.
+    """
+
+    name: str = ""
+
+    def __init__(self) -> None:
+        # Set by the service: called when the backend lost its routes (an
+        # ExaBGP restart) or came back, so the service replays the active set.
+        self.on_reset: Callable[[], Awaitable[None]] | None = None
+
+    async def start(self) -> None:
+        """Acquire resources; called once before anything else."""
+
+    async def stop(self) -> None:
+        """Release resources. Must not withdraw routes."""
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    @abstractmethod
+    async def announce(self, prefixes: Sequence[IPNetwork]) -> Failures: ...
+
+    @abstractmethod
+    async def withdraw(self, prefixes: Sequence[IPNetwork]) -> Failures: ...
+
+    @abstractmethod
+    async def installed(self) -> set[IPNetwork] | None:
+        """What the backend holds now that is ours; None when it cannot tell."""
+
+    def status(self) -> dict[str, Any]:
+        return {"ready": self.ready}

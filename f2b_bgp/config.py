@@ -1,0 +1,342 @@
+"""Load one TOML file into frozen, typed objects; report every problem with its dotted path."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from netaddr import AddrFormatError, IPAddress, IPNetwork
+
+from .errors import ConfigError
+from .guards import GuardPolicy, ProtectedPrefix
+
+DEFAULT_PATH = Path("/etc/f2b-bgp/config.toml")
+BLACKHOLE = "65535:666"
+
+T = TypeVar("T")
+
+
+class RouteType(str, Enum):
+    BLACKHOLE = "blackhole"
+    UNREACHABLE = "unreachable"
+    PROHIBIT = "prohibit"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    socket: Path
+    socket_mode: int
+    socket_group: str
+    database: Path
+    default_bantime: int
+    max_bantime: int
+    reconcile_interval: float
+    retry_interval: float
+    log_level: str
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    address: IPAddress
+    asn: int
+    local_address: IPAddress | None
+
+
+@dataclass(frozen=True)
+class BgpConfig:
+    local_as: int
+    router_id: IPAddress
+    communities: tuple[str, ...]  # BLACKHOLE first, then the configured extras
+    next_hop_ipv4: IPAddress | None
+    next_hop_ipv6: IPAddress | None
+    discard_ipv4: IPAddress
+    discard_ipv6: IPAddress
+    prefix_limit: int
+    peers: tuple[Peer, ...]
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    enabled: bool
+    route_type: RouteType
+    table: int
+    protocol: int
+    metric: int
+
+
+@dataclass(frozen=True)
+class ExabgpConfig:
+    enabled: bool
+    bridge_socket: Path
+    batch_size: int
+    ack_timeout: float
+    max_in_flight: int
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    daemon: DaemonConfig
+    guards: GuardPolicy
+    bgp: BgpConfig
+    kernel: KernelConfig
+    exabgp: ExabgpConfig
+
+
+def config_path(explicit: str | None = None) -> Path:
+    return Path(explicit or os.environ.get("F2B_BGP_CONFIG") or DEFAULT_PATH)
+
+
+def load_config(path: Path) -> Config:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError([f"cannot read: {err.strerror}"], str(path)) from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError([f"not valid TOML: {err}"], str(path)) from err
+    return parse_config(raw, path)
+
+
+def parse_config(raw: dict[str, Any], path: Path = DEFAULT_PATH) -> Config:
+    r = _Reader(raw)
+    config = Config(
+        path=path,
+        daemon=_daemon(r.section("daemon")),
+        guards=_guards(r.section("guards"), r.section("bgp")),
+        bgp=_bgp(r.section("bgp")),
+        kernel=_kernel(r.section("backends").section("kernel")),
+        exabgp=_exabgp(r.section("backends").section("exabgp")),
+    )
+    r.finish()
+    if r.problems:
+        raise ConfigError(r.problems, str(path))
+    return config
+
+
+class _Reader:
+    """Walks one table, records every problem with its dotted path, and the keys it used."""
+
+    def __init__(self, table: Any, path: str = "", problems: list[str] | None = None) -> None:
+        self.path = path
+        self.problems = [] if problems is None else problems
+        self.used: set[str] = set()
+        self.children: list[_Reader] = []
+        if not isinstance(table, dict):
+            self.problem(path or "(top)", f"must be a table, not {type(table).__name__}")
+            table = {}
+        self.table = table
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def section(self, name: str) -> _Reader:
+        self.used.add(name)
+        child = _Reader(self.table.get(name, {}), self.key(name), self.problems)
+        self.children.append(child)
+        return child
+
+    def get(self, name: str, kind: type[T], default: T) -> T:
+        self.used.add(name)
+        value = self.table.get(name, default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            self.problem(self.key(name), f"must be {kind.__name__}, not {type(value).__name__}")
+            return default
+        return value
+
+    def number(self, name: str, kind: type[T], default: T, low: float, high: float) -> T:
+        value = self.get(name, kind, default)
+        if not low <= value <= high:  # type: ignore[operator]
+            self.problem(self.key(name), f"must be between {low:g} and {high:g}, not {value}")
+            return default
+        return value
+
+    def parsed(self, name: str, parse: Callable[[Any], T], default: T) -> T:
+        self.used.add(name)
+        if name not in self.table:
+            return default
+        try:
+            return parse(self.table[name])
+        except (ValueError, TypeError, AddrFormatError) as err:
+            self.problem(self.key(name), str(err) or "invalid value")
+            return default
+
+    def items(self, name: str) -> list[tuple[str, Any]]:
+        self.used.add(name)
+        value = self.table.get(name, [])
+        if not isinstance(value, list):
+            self.problem(self.key(name), f"must be an array, not {type(value).__name__}")
+            return []
+        return [(f"{self.key(name)}[{i}]", item) for i, item in enumerate(value)]
+
+    def finish(self) -> None:
+        for unknown in sorted(set(self.table) - self.used):
+            self.problem(self.key(unknown), "unknown key")
+        for child in self.children:
+            child.finish()
+
+
+def _address(value: Any) -> IPAddress:
+    if not isinstance(value, str):
+        raise TypeError(f"must be an address string, not {type(value).__name__}")
+    return IPAddress(value)
+
+
+def _network(value: Any) -> IPNetwork:
+    if not isinstance(value, str):
+        raise TypeError(f"must be a prefix string, not {type(value).__name__}")
+    net = IPNetwork(value)
+    if net.ip != net.network:
+        raise ValueError(f"host bits set in {value!r}, did you mean {net.cidr}?")
+    return net
+
+
+def _octal_mode(value: Any) -> int:
+    if not isinstance(value, str) or not value.isdigit():
+        raise ValueError('must be an octal string such as "0660"')
+    return int(value, 8)
+
+
+def _community(value: Any) -> str:
+    parts = value.split(":") if isinstance(value, str) else []
+    if len(parts) != 2 or not all(p.isdigit() and int(p) < 65536 for p in parts):
+        raise ValueError(f"{value!r} is not a standard community ASN:VALUE")
+    return f"{int(parts[0])}:{int(parts[1])}"
+
+
+def _daemon(r: _Reader) -> DaemonConfig:
+    return DaemonConfig(
+        socket=Path(r.get("socket", str, "/run/f2b-bgp/f2b-bgp.sock")),
+        socket_mode=r.parsed("socket_mode", _octal_mode, 0o660),
+        socket_group=r.get("socket_group", str, ""),
+        database=Path(r.get("database", str, "/var/lib/f2b-bgp/state.db")),
+        default_bantime=r.number("default_bantime", int, 3600, 1, 10**9),
+        max_bantime=r.number("max_bantime", int, 30 * 86400, 1, 10**9),
+        reconcile_interval=r.number("reconcile_interval", float, 60.0, 0.1, 86400),
+        retry_interval=r.number("retry_interval", float, 5.0, 0.05, 3600),
+        log_level=r.parsed("log_level", _log_level, "info"),
+    )
+
+
+def _log_level(value: Any) -> str:
+    if value not in ("debug", "info", "warning", "error"):
+        raise ValueError("must be one of debug, info, warning, error")
+    return str(value)
+
+
+def _guards(r: _Reader, bgp: _Reader) -> GuardPolicy:
+    protected = [_protected(r, key, item) for key, item in r.items("protected")]
+    return GuardPolicy(
+        protected=tuple(p for p in protected if p) + _infrastructure(bgp),
+        protect_host_addresses=r.get("protect_host_addresses", bool, True),
+        allow_empty_protected=r.get("allow_empty_protected", bool, False),
+        min_length_ipv4=r.number("min_length_ipv4", int, 32, 8, 32),
+        min_length_ipv6=r.number("min_length_ipv6", int, 128, 16, 128),
+        allow_special=tuple(n for key, item in r.items("allow_special") if (n := _item(r, key, item, _network))),
+        max_routes=r.number("max_routes", int, 10000, 1, 10**7),
+        max_rate=r.number("max_rate", int, 600, 1, 10**7),
+    )
+
+
+def _item(r: _Reader, key: str, value: Any, parse: Callable[[Any], T]) -> T | None:
+    try:
+        return parse(value)
+    except (ValueError, TypeError, AddrFormatError) as err:
+        r.problem(key, str(err) or "invalid value")
+        return None
+
+
+def _protected(r: _Reader, key: str, item: Any) -> ProtectedPrefix | None:
+    if isinstance(item, dict):
+        entry = _Reader(item, key, r.problems)
+        prefix = entry.parsed("prefix", _network, None)
+        name = entry.get("name", str, "")
+        entry.finish()
+        if prefix is None:
+            entry.problem(entry.key("prefix"), "is required")
+            return None
+        return ProtectedPrefix(prefix, name)
+    prefix = _item(r, key, item, _network)
+    return ProtectedPrefix(prefix) if prefix is not None else None
+
+
+def _infrastructure(bgp: _Reader) -> tuple[ProtectedPrefix, ...]:
+    """The BGP peers and next-hops are never blackholed (read without marking keys used)."""
+    found: list[ProtectedPrefix] = []
+    for peer in bgp.table.get("peers", []) if isinstance(bgp.table.get("peers"), list) else []:
+        if isinstance(peer, dict):
+            for field in ("address", "local_address"):
+                found += _host_entry(peer.get(field), str(peer.get("name", "")), "peer")
+    for field in ("next_hop_ipv4", "next_hop_ipv6"):
+        found += _host_entry(bgp.table.get(field), field, "next-hop")
+    return tuple(found)
+
+
+def _host_entry(value: Any, name: str, kind: str) -> list[ProtectedPrefix]:
+    try:
+        address = _address(value)
+    except (ValueError, TypeError, AddrFormatError):
+        return []  # reported where the key is parsed
+    return [ProtectedPrefix(IPNetwork(f"{address}/{address.netmask_bits()}"), name, kind)]
+
+
+def _peer(r: _Reader, key: str, item: Any) -> Peer | None:
+    p = _Reader(item, key, r.problems)
+    peer = Peer(
+        name=p.get("name", str, ""),
+        address=p.parsed("address", _address, None),  # type: ignore[arg-type]
+        asn=p.number("asn", int, 0, 1, 2**32 - 1),
+        local_address=p.parsed("local_address", _address, None),
+    )
+    p.finish()
+    if peer.address is None:
+        p.problem(p.key("address"), "is required")
+        return None
+    return peer
+
+
+def _bgp(r: _Reader) -> BgpConfig:
+    extra = tuple(c for key, item in r.items("communities") if (c := _item(r, key, item, _community)))
+    return BgpConfig(
+        local_as=r.number("local_as", int, 65001, 1, 2**32 - 1),
+        router_id=r.parsed("router_id", _address, IPAddress("0.0.0.0")),
+        communities=(BLACKHOLE,) + tuple(c for c in extra if c != BLACKHOLE),
+        next_hop_ipv4=r.parsed("next_hop_ipv4", _address, None),
+        next_hop_ipv6=r.parsed("next_hop_ipv6", _address, None),
+        discard_ipv4=r.parsed("discard_ipv4", _address, IPAddress("192.0.2.1")),
+        discard_ipv6=r.parsed("discard_ipv6", _address, IPAddress("100::1")),
+        prefix_limit=r.number("prefix_limit", int, 10000, 1, 10**7),
+        peers=tuple(p for key, item in r.items("peers") if (p := _peer(r, key, item))),
+    )
+
+
+def _kernel(r: _Reader) -> KernelConfig:
+    protocol = r.number("protocol", int, 201, 5, 255)
+    if 186 <= protocol <= 197:
+        r.problem(r.key("protocol"), f"{protocol} belongs to FRR (186-197); zebra would ignore these routes")
+    return KernelConfig(
+        enabled=r.get("enabled", bool, True),
+        route_type=r.parsed("route_type", RouteType, RouteType.BLACKHOLE),
+        table=r.number("table", int, 254, 1, 2**32 - 1),
+        protocol=protocol,
+        metric=r.number("metric", int, 0, 0, 2**32 - 1),
+    )
+
+
+def _exabgp(r: _Reader) -> ExabgpConfig:
+    return ExabgpConfig(
+        enabled=r.get("enabled", bool, False),
+        bridge_socket=Path(r.get("bridge_socket", str, "/run/f2b-bgp/exabgp.sock")),
+        batch_size=r.number("batch_size", int, 200, 1, 5000),
+        ack_timeout=r.number("ack_timeout", float, 10.0, 0.1, 600),
+        max_in_flight=r.number("max_in_flight", int, 2000, 1, 100000),
+    )

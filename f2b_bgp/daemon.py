@@ -1,0 +1,80 @@
+"""`f2b-bgp serve`: wire config, store, backends, service and API into one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from .api import ApiServer
+from .backends.base import Backend
+from .config import Config, load_config
+from .errors import ConfigError
+from .guards import empty_protection
+from .hostfacts import read_host_facts
+from .service import Service
+from .store import Store
+
+log = logging.getLogger("f2b_bgp")
+
+
+def run(path: Path, debug: bool = False) -> None:
+    config = load_config(path)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else getattr(logging, config.daemon.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(serve(config))
+
+
+def make_backends(config: Config) -> list[Backend]:
+    backends: list[Backend] = []
+    if config.kernel.enabled:
+        from .backends.kernel import KernelBackend
+
+        backends.append(KernelBackend(config.kernel))
+    if config.exabgp.enabled:
+        from .backends.exabgp import ExabgpBackend
+
+        backends.append(ExabgpBackend(config))
+    if not backends:
+        raise ConfigError(["backends: no backend enabled (backends.kernel.enabled or backends.exabgp.enabled)"],
+                          str(config.path))
+    return backends
+
+
+async def serve(config: Config) -> None:
+    host = await read_host_facts()
+    if empty_protection(config.guards, host) and not config.guards.allow_empty_protected:
+        raise ConfigError(["guards.protected: empty and no host address found; refusing to start "
+                           "(set guards.allow_empty_protected = true to override)"], str(config.path))
+    backends = make_backends(config)
+    store = Store(config.daemon.database)
+    service = Service(config, store, backends, host, read_host=read_host_facts)
+    api = ApiServer(service, config.daemon.socket, config.daemon.socket_mode, config.daemon.socket_group)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for backend in backends:
+            await backend.start()
+        await service.reconcile("start")
+        try:
+            await api.start()
+        except KeyError as err:
+            raise ConfigError([f"daemon.socket_group: no such group {err}"], str(config.path)) from err
+        workers = [asyncio.create_task(service.run_expiry()), asyncio.create_task(service.run_maintenance())]
+        log.info("ready socket=%s backends=%s routes=%d", config.daemon.socket,
+                 ",".join(b.name for b in backends), store.count_wanted())
+        await stop.wait()
+        log.info("stopping (routes stay in place)")
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    finally:
+        await api.stop()
+        for backend in backends:
+            await backend.stop()
+        store.close()
