@@ -104,13 +104,14 @@ def load_config(path: Path) -> Config:
 
 def parse_config(raw: dict[str, Any], path: Path = DEFAULT_PATH) -> Config:
     r = _Reader(raw)
+    bgp, backends = r.section("bgp"), r.section("backends")
     config = Config(
         path=path,
         daemon=_daemon(r.section("daemon")),
-        guards=_guards(r.section("guards"), r.section("bgp")),
-        bgp=_bgp(r.section("bgp")),
-        kernel=_kernel(r.section("backends").section("kernel")),
-        exabgp=_exabgp(r.section("backends").section("exabgp")),
+        guards=_guards(r.section("guards"), bgp),
+        bgp=_bgp(bgp),
+        kernel=_kernel(backends.section("kernel")),
+        exabgp=_exabgp(backends.section("exabgp")),
     )
     r.finish()
     if r.problems:
@@ -156,7 +157,7 @@ class _Reader:
     def number(self, name: str, kind: type[T], default: T, low: float, high: float) -> T:
         value = self.get(name, kind, default)
         if not low <= value <= high:  # type: ignore[operator]
-            self.problem(self.key(name), f"must be between {low:g} and {high:g}, not {value}")
+            self.problem(self.key(name), f"must be between {low} and {high}, not {value}")
             return default
         return value
 
@@ -298,10 +299,10 @@ def _peer(r: _Reader, key: str, item: Any) -> Peer | None:
         local_address=p.parsed("local_address", _address, None),
     )
     p.finish()
-    if peer.address is None:
-        p.problem(p.key("address"), "is required")
-        return None
-    return peer
+    for field in ("address", "asn"):
+        if field not in p.table:
+            p.problem(p.key(field), "is required")
+    return peer if peer.address is not None else None
 
 
 def _bgp(r: _Reader) -> BgpConfig:

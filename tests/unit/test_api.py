@@ -1,0 +1,82 @@
+"""The API reads hostile bytes: every field is validated, answers keep request order."""
+
+import asyncio
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from f2b_bgp.api import ApiServer, handle_line
+
+from .memory import make
+
+
+def ask(tmp_path: Path, line: bytes) -> dict:
+    service, _, _ = make(tmp_path)
+    return asyncio.run(handle_line(service, line))
+
+
+@pytest.mark.parametrize("line, code, words", [
+    (b"not json\n", "usage", "not valid JSON"),
+    (b"\xff\xfe\n", "usage", "not valid JSON"),
+    (b"[1, 2]\n", "usage", "JSON object"),
+    (b'{"op": "reboot"}\n', "usage", "unknown op"),
+    (b'{"op": ["ban"]}\n', "usage", "unknown op"),
+    (b'{"op": "ban"}\n', "usage", "'prefix' is required"),
+    (b'{"op": "ban", "prefix": 203}\n', "usage", "must be a string"),
+    (b'{"op": "ban", "prefix": "203.0.113.7", "jail": "a\\nb"}\n', "usage", "control characters"),
+    (b'{"op": "ban", "prefix": "203.0.113.7", "jail": ""}\n', "usage", "must not be empty"),
+    (b'{"op": "ban", "prefix": "203.0.113.7", "reason": "' + b"x" * 300 + b'"}\n', "usage", "longer than"),
+    (b'{"op": "ban", "prefix": "203.0.113.7", "bantime": "60"}\n', "usage", "must be a number"),
+    (b'{"op": "ban", "prefix": "203.0.113.7", "bantime": true}\n', "usage", "must be a number"),
+    (b'{"op": "ban", "prefix": "203.0.113.7", "bantime": 1.5}\n', "usage", "whole number"),
+    (b'{"op": "ban", "prefix": "203.0.113.7", "bantime": -5}\n', "usage", "bantime"),
+    (b'{"op": "ban", "prefix": "203.0.113.7", "started": NaN}\n', "usage", "must be a number"),
+    (b'{"op": "ban", "prefix": "198.51.100.7"}\n', "refused", "protected"),
+    (b'{"op": "ban", "prefix": "203.0.113.7; reboot"}\n', "refused", "input"),
+    (b'{"op": "show", "prefix": "010.0.0.1"}\n', "refused", "input"),
+])
+def test_bad_requests_get_one_line_errors(tmp_path: Path, line: bytes, code: str, words: str) -> None:
+    answer = ask(tmp_path, line)
+    assert answer["ok"] is False and answer["code"] == code
+    assert words in answer["error"] and "\n" not in answer["error"]
+
+
+def test_socket_mode_and_ordered_pipelined_answers(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path)
+    path = tmp_path / "api.sock"
+
+    async def scenario() -> list[dict]:
+        server = ApiServer(service, path, 0o660, "")
+        await server.start()
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        requests = [{"op": "ban", "prefix": f"203.0.113.{i}", "jail": "t"} for i in range(1, 51)]
+        requests.insert(10, {"op": "ban", "prefix": "bogus"})
+        writer.write(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
+        answers = [json.loads(await reader.readline()) for _ in requests]
+        writer.close()
+        await server.stop()
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert answers[10]["code"] == "refused"
+    prefixes = [a["prefix"] for a in answers if a["ok"]]
+    assert prefixes == [f"203.0.113.{i}/32" for i in range(1, 51)]
+    assert len(backend.routes) == 50
+    assert not path.exists()
+
+
+def test_socket_is_created_with_the_configured_mode(tmp_path: Path) -> None:
+    service, _, _ = make(tmp_path)
+    path = tmp_path / "api.sock"
+
+    async def scenario() -> int:
+        server = ApiServer(service, path, 0o660, "")
+        await server.start()
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        await server.stop()
+        return mode
+
+    assert asyncio.run(scenario()) == 0o660

@@ -1,0 +1,144 @@
+"""Service logic against an in-memory backend (the live tests prove it with real daemons)."""
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from f2b_bgp.config import parse_config
+from f2b_bgp.errors import LimitError, RefusedError
+from f2b_bgp.service import BanRequest
+
+from .memory import make
+
+A, B = "203.0.113.7/32", "203.0.113.8/32"
+
+
+def run(coro):  # one event loop per call keeps the tests independent
+    return asyncio.run(coro)
+
+
+def test_ban_is_active_once_the_backend_has_it(tmp_path: Path) -> None:
+    service, backend, clock = make(tmp_path)
+    result = run(service.ban(BanRequest("203.0.113.7", jail="sshd")))
+    assert result == {"prefix": A, "state": "active", "expires": clock.now + 600, "new": True}
+    assert backend.routes == {A}
+
+
+def test_repeat_ban_extends_and_permanent_is_capped(tmp_path: Path) -> None:
+    service, _, clock = make(tmp_path)
+    run(service.ban(BanRequest(A, jail="sshd", bantime=60)))
+    again = run(service.ban(BanRequest(A, jail="sshd", bantime=-1)))
+    assert again["new"] is False and again["expires"] == clock.now + 3600
+
+
+def test_restored_ban_keeps_its_original_expiry(tmp_path: Path) -> None:
+    service, backend, clock = make(tmp_path)
+    kept = run(service.ban(BanRequest(A, jail="sshd", bantime=600, started=clock.now - 500)))
+    assert kept["expires"] == clock.now + 100
+    gone = run(service.ban(BanRequest(B, jail="sshd", bantime=600, started=clock.now - 700)))
+    assert gone["state"] == "expired" and B not in backend.routes
+
+
+def test_route_stays_while_any_owner_claims_it(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path)
+    run(service.ban(BanRequest(A, jail="sshd")))
+    run(service.ban(BanRequest(A, jail="nginx")))
+    assert run(service.unban(A, "sshd"))["remaining"] == ["nginx"]
+    assert backend.routes == {A}
+    assert run(service.unban(A, "sshd"))["removed"] is False
+    assert run(service.withdraw(A))["removed"] == ["nginx"]
+    assert backend.routes == set()
+
+
+def test_refusal_touches_nothing_in_place(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path)
+    run(service.ban(BanRequest(A)))
+    for hostile in ("198.51.100.7", "203.0.113.0/24", "10.1", "$(reboot)", "", "203.0.113.7\n203.0.113.8"):
+        with pytest.raises(RefusedError):
+            run(service.ban(BanRequest(hostile)))
+    assert backend.routes == {A}
+
+
+def test_max_routes_refuses_new_prefixes_only(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path, max_routes=2)
+    run(service.ban(BanRequest(A)))
+    run(service.ban(BanRequest(B)))
+    with pytest.raises(LimitError, match="max-routes"):
+        run(service.ban(BanRequest("203.0.113.9")))
+    assert run(service.ban(BanRequest(A, jail="other")))["state"] == "active"  # a new owner, not a new route
+    assert backend.routes == {A, B}
+
+
+def test_max_rate_refuses_a_storm_then_recovers(tmp_path: Path) -> None:
+    service, backend, clock = make(tmp_path, max_rate=2)
+    run(service.ban(BanRequest(A)))
+    run(service.ban(BanRequest(B)))
+    with pytest.raises(LimitError, match="max-rate"):
+        run(service.ban(BanRequest("203.0.113.9")))
+    assert backend.routes == {A, B}
+    clock.now += 61
+    run(service.ban(BanRequest("203.0.113.9")))
+    assert backend.routes == {A, B, "203.0.113.9/32"}
+
+
+def test_unacknowledged_ban_stays_pending_and_is_retried(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path)
+    backend.available = False
+    assert run(service.ban(BanRequest(A)))["state"] == "pending"
+    assert service.status()["routes"] == {"active": 0, "pending": 1}
+    backend.available = True
+    run(service._retry_pending())
+    assert backend.routes == {A} and service.status()["routes"] == {"active": 1, "pending": 0}
+
+
+def test_expiry_withdraws_without_an_unban(tmp_path: Path) -> None:
+    service, backend, clock = make(tmp_path)
+
+    async def scenario() -> None:
+        await service.ban(BanRequest(A, bantime=30))
+        await service.ban(BanRequest(B, bantime=90))
+        worker = asyncio.create_task(service.run_expiry())
+        clock.now += 31
+        service.wake.set()
+        for _ in range(200):
+            if backend.routes == {B}:
+                break
+            await asyncio.sleep(0.01)
+        worker.cancel()
+
+    run(scenario())
+    assert backend.routes == {B}
+
+
+def test_reconcile_repairs_drift_and_enforces_new_guards(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path)
+    run(service.ban(BanRequest(A)))
+    run(service.ban(BanRequest(B)))
+    backend.routes = {B, "203.0.113.99/32"}  # A lost, a stranger of ours left behind
+    report = run(service.reconcile("test"))
+    assert report["memory"] == {"checked": True, "missing": 1, "stale": 1}
+    assert backend.routes == {A, B}
+    stricter = parse_config({"guards": {"protected": ["203.0.113.8/32"], "allow_special": ["203.0.113.0/24"]}})
+    service.config = dataclasses.replace(service.config, guards=stricter.guards)
+    assert run(service.reconcile("config"))["guard_withdrawn"] == [B]
+    assert backend.routes == {A}
+
+
+def test_backend_reset_replays_the_active_set(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path)
+    run(service.ban(BanRequest(A)))
+    backend.routes = set()  # e.g. ExaBGP restarted
+    run(backend.on_reset())
+    assert backend.routes == {A}
+
+
+def test_a_prefix_the_backend_refuses_stays_pending_with_its_error(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path)
+    backend.failing = {B}
+    run(service.ban(BanRequest(A)))
+    assert run(service.ban(BanRequest(B)))["state"] == "pending"
+    listed = {b["prefix"]: b for b in service.listing()["bans"]}
+    assert listed[A]["state"] == "active"
+    assert listed[B]["backends"]["memory"] == {"state": "pending", "error": "refused by test"}
