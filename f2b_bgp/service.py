@@ -120,7 +120,7 @@ class Service:
             raise RefusedError(str(verdict))
         prefix = str(verdict.prefix) if isinstance(verdict, Accepted) else _canonical(text)
         claims = self.store.claims(prefix=prefix)
-        states = self.store.states().get(prefix, {})
+        states = self.store.states_of(prefix)
         return {
             "prefix": prefix,
             "blackholed": bool(claims) and self._state(prefix) == ACTIVE,
@@ -216,7 +216,7 @@ class Service:
         return min(req.started or now, now) + bantime
 
     def _state(self, prefix: str, states: dict[str, tuple[str, str]] | None = None) -> str:
-        states = self.store.states().get(prefix, {}) if states is None else states
+        states = self.store.states_of(prefix) if states is None else states
         ok = all(states.get(b.name, (PENDING, ""))[0] == ACTIVE for b in self.backends)
         return ACTIVE if ok else PENDING
 
@@ -237,7 +237,7 @@ class Service:
         if not prefixes:
             return
         async with self._locked(prefixes):
-            wanted = self.store.wanted()
+            wanted = self.store.wanted_among(list(prefixes))
             add = [p for p in prefixes if p in wanted]
             remove = [p for p in prefixes if p not in wanted]
             await asyncio.gather(*(self._push(b, add, remove) for b in backends or self.backends))

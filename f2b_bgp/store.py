@@ -61,6 +61,10 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        # claims per prefix, kept beside the table so hot paths need no scan
+        self.owners: dict[str, int] = {}
+        for prefix, count in self.db.execute("SELECT prefix, COUNT(*) FROM claims GROUP BY prefix"):
+            self.owners[prefix] = count
 
     def close(self) -> None:
         self.db.close()
@@ -84,10 +88,20 @@ class Store:
         return [Claim(*row) for row in self.db.execute(sql + " ORDER BY created, prefix, jail", args)]
 
     def wanted(self) -> set[str]:
-        return {row[0] for row in self.db.execute("SELECT DISTINCT prefix FROM claims")}
+        return set(self.owners)
+
+    def wanted_among(self, prefixes: list[str]) -> set[str]:
+        return {p for p in prefixes if p in self.owners}
 
     def count_wanted(self) -> int:
-        return self.db.execute("SELECT COUNT(DISTINCT prefix) FROM claims").fetchone()[0]
+        return len(self.owners)
+
+    def _count(self, prefix: str, delta: int) -> None:
+        left = self.owners.get(prefix, 0) + delta
+        if left > 0:
+            self.owners[prefix] = left
+        else:
+            self.owners.pop(prefix, None)
 
     def upsert_claim(self, claim: Claim) -> bool:
         """Record a claim; a repeat claim keeps its creation time and the later expiry. True if new."""
@@ -101,6 +115,7 @@ class Store:
                     (claim.prefix, claim.jail, claim.reason, claim.created, claim.expires),
                 )
                 self._event("ban", claim.prefix, claim.jail, f"expires={_ts(claim.expires)}")
+                self._count(claim.prefix, +1)
                 return True
             expires = None if old[0] is None or claim.expires is None else max(old[0], claim.expires)
             self.db.execute(
@@ -116,6 +131,7 @@ class Store:
             gone = self.db.execute("DELETE FROM claims WHERE prefix = ? AND jail = ?", (prefix, jail)).rowcount
             if gone:
                 self._event(event, prefix, jail)
+                self._count(prefix, -1)
             return bool(gone)
 
     def remove_prefix(self, prefix: str, event: str = "withdraw") -> list[str]:
@@ -124,6 +140,7 @@ class Store:
             self.db.execute("DELETE FROM claims WHERE prefix = ?", (prefix,))
             for jail in jails:
                 self._event(event, prefix, jail)
+            self.owners.pop(prefix, None)
             return jails
 
     def remove_jail(self, jail: str | None) -> list[Claim]:
@@ -133,6 +150,7 @@ class Store:
             for claim in removed:
                 self.db.execute("DELETE FROM claims WHERE prefix = ? AND jail = ?", (claim.prefix, claim.jail))
                 self._event("flush", claim.prefix, claim.jail)
+                self._count(claim.prefix, -1)
         return removed
 
     def expire(self, now: float) -> list[Claim]:
@@ -144,6 +162,7 @@ class Store:
             for row in rows:
                 self.db.execute("DELETE FROM claims WHERE prefix = ? AND jail = ?", (row[0], row[1]))
                 self._event("expire", row[0], row[1])
+                self._count(row[0], -1)
         return [Claim(*row) for row in rows]
 
     def next_expiry(self) -> float | None:
@@ -163,6 +182,10 @@ class Store:
     def drop_states(self, prefixes: list[str]) -> None:
         with self._tx():
             self.db.executemany("DELETE FROM routes WHERE prefix = ?", [(p,) for p in prefixes])
+
+    def states_of(self, prefix: str) -> dict[str, tuple[str, str]]:
+        rows = self.db.execute("SELECT backend, state, error FROM routes WHERE prefix = ?", (prefix,))
+        return {backend: (state, error) for backend, state, error in rows}
 
     def states(self) -> dict[str, dict[str, tuple[str, str]]]:
         """prefix -> backend -> (state, error)."""
