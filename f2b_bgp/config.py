@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from enum import Enum
@@ -18,6 +19,8 @@ DEFAULT_PATH = Path("/etc/f2b-bgp/config.toml")
 BLACKHOLE = "65535:666"
 
 T = TypeVar("T")
+# Names end up in refusals and in rendered firewall configs: no quotes, newlines or '#'.
+NAME = re.compile(r"[A-Za-z0-9 ._,:/()+-]{0,64}", re.ASCII)
 
 
 class RouteType(str, Enum):
@@ -201,6 +204,12 @@ def _network(value: Any) -> IPNetwork:
     return net
 
 
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise ValueError("must be at most 64 letters, digits, spaces or ._,:/()+- characters")
+    return value
+
+
 def _octal_mode(value: Any) -> int:
     if not isinstance(value, str) or not value.isdigit():
         raise ValueError('must be an octal string such as "0660"')
@@ -260,7 +269,7 @@ def _protected(r: _Reader, key: str, item: Any) -> ProtectedPrefix | None:
     if isinstance(item, dict):
         entry = _Reader(item, key, r.problems)
         prefix = entry.parsed("prefix", _network, None)
-        name = entry.get("name", str, "")
+        name = entry.parsed("name", _name, "")
         entry.finish()
         if prefix is None:
             entry.problem(entry.key("prefix"), "is required")
@@ -287,13 +296,15 @@ def _host_entry(value: Any, name: str, kind: str) -> list[ProtectedPrefix]:
         address = _address(value)
     except (ValueError, TypeError, AddrFormatError):
         return []  # reported where the key is parsed
+    if not NAME.fullmatch(name):
+        return []  # reported where the peer's name is parsed
     return [ProtectedPrefix(IPNetwork(f"{address}/{address.netmask_bits()}"), name, kind)]
 
 
 def _peer(r: _Reader, key: str, item: Any) -> Peer | None:
     p = _Reader(item, key, r.problems)
     peer = Peer(
-        name=p.get("name", str, ""),
+        name=p.parsed("name", _name, ""),
         address=p.parsed("address", _address, None),  # type: ignore[arg-type]
         asn=p.number("asn", int, 0, 1, 2**32 - 1),
         local_address=p.parsed("local_address", _address, None),

@@ -38,16 +38,18 @@ def test_defaults_from_an_empty_file() -> None:
 def test_every_problem_is_reported_with_its_dotted_path() -> None:
     found = problems({
         "daemon": {"socket_mode": 660, "max_bantime": 0, "colour": "red"},
-        "guards": {"protected": ["198.51.100.1/24", {"prefix": "bogus"}, {"name": "x"}], "max_rate": "fast"},
-        "bgp": {"communities": ["65535:666", "70000:1"], "peers": [{"address": "198.51.100.1", "asm": 1}]},
+        "guards": {"protected": ["198.51.100.1/24", {"prefix": "bogus"}, {"name": "x"}, {"prefix": "192.0.2.0/24", "name": "a\nb"}],
+                   "max_rate": "fast"},
+        "bgp": {"communities": ["65535:666", "70000:1"],
+                "peers": [{"address": "198.51.100.1", "asm": 1}, {"name": "fw\"; drop", "address": "192.0.2.7", "asn": 1}]},
         "backends": {"kernel": {"protocol": 188, "route_type": "drop"}, "bird": {}},
         "extra": 1,
     })
     expected = [
         "daemon.socket_mode:", "daemon.max_bantime: must be between", "daemon.colour: unknown key",
-        "guards.protected[0]: host bits set", "guards.protected[1].prefix:", "guards.protected[2].prefix: is required",
+        "guards.protected[0]: host bits set", "guards.protected[1].prefix:", "guards.protected[2].prefix: is required", "guards.protected[3].name: must be at most 64",
         "guards.max_rate: must be int", "bgp.communities[1]: '70000:1' is not a standard community",
-        "bgp.peers[0].asm: unknown key", "bgp.peers[0].asn: is required", "backends.kernel.protocol: 188 belongs to FRR",
+        "bgp.peers[0].asm: unknown key", "bgp.peers[0].asn: is required", "bgp.peers[1].name: must be at most 64", "backends.kernel.protocol: 188 belongs to FRR",
         "backends.kernel.route_type:", "backends.bird: unknown key", "extra: unknown key",
     ]
     for start in expected:
