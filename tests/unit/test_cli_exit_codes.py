@@ -1,0 +1,76 @@
+"""Exit codes that need no running daemon, through the real console script."""
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from f2b_bgp.errors import ExitCode
+
+CLI = [sys.executable, "-m", "f2b_bgp"]
+
+
+def f2b_bgp(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=30)
+
+
+def test_help_lists_every_exit_code() -> None:
+    out = f2b_bgp("--help").stdout
+    for code in ExitCode:
+        assert f"{code.value}  {code.name.lower()}:" in out
+
+
+def test_version() -> None:
+    result = f2b_bgp("--version")
+    assert result.returncode == ExitCode.OK and "f2b-bgp, version" in result.stdout
+
+
+def test_usage_error() -> None:
+    result = f2b_bgp("ban")
+    assert result.returncode == ExitCode.USAGE and "Missing argument" in result.stderr
+    assert f2b_bgp("ban", "203.0.113.7", "--bantime", "soon").returncode == ExitCode.USAGE
+
+
+def test_config_error_lists_every_problem_one_per_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[daemon]\nsocket_mode = 660\n[guards]\nprotected = ["10.0.0.1/8"]\ncolour = "red"\n')
+    result = f2b_bgp("--config", str(config), "check-config")
+    assert result.returncode == ExitCode.CONFIG
+    lines = result.stderr.splitlines()
+    assert any("daemon.socket_mode:" in line for line in lines)
+    assert any("guards.protected[0]: host bits set" in line for line in lines)
+    assert any("guards.colour: unknown key" in line for line in lines)
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_an_invalid_config(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[backends.kernel]\nprotocol = 186\n")
+    result = f2b_bgp("--config", str(config), "serve")
+    assert result.returncode == ExitCode.CONFIG and "belongs to FRR" in result.stderr
+
+
+def test_daemon_unavailable(tmp_path: Path) -> None:
+    result = f2b_bgp("--socket", str(tmp_path / "none.sock"), "status")
+    assert result.returncode == ExitCode.UNAVAILABLE
+    assert result.stderr.startswith("f2b-bgp: unavailable: daemon not reachable")
+
+
+def test_internal_error_of_the_daemon_is_exit_1(tmp_path: Path) -> None:
+    path = str(tmp_path / "fake.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        conn.recv(4096)
+        conn.sendall(json.dumps({"ok": False, "code": "error", "error": "internal error, see the daemon log"}).encode() + b"\n")
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    result = f2b_bgp("--socket", path, "list")
+    server.close()
+    assert result.returncode == ExitCode.ERROR and "internal error" in result.stderr
