@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 from pathlib import Path
@@ -26,6 +27,21 @@ def run(path: Path, debug: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     asyncio.run(serve(config))
+
+
+async def reload(service: Service) -> None:
+    """SIGHUP: take new guards and daemon settings, then reconcile (withdrawing what they now refuse)."""
+    try:
+        fresh = load_config(service.config.path)
+    except ConfigError as err:
+        log.error("reload refused, keeping the running config: %s", err.message)
+        return
+    if (fresh.kernel, fresh.exabgp, fresh.daemon.socket) != (service.config.kernel, service.config.exabgp,
+                                                            service.config.daemon.socket):
+        log.warning("reload: backend or socket settings changed; they take effect at the next restart")
+    service.config = dataclasses.replace(fresh, kernel=service.config.kernel, exabgp=service.config.exabgp)
+    report = await service.reconcile("reload")
+    log.info("reloaded config=%s guard_withdrawn=%d", fresh.path, len(report["guard_withdrawn"]))
 
 
 def make_backends(config: Config) -> list[Backend]:
@@ -57,6 +73,14 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hup() -> None:
+        task = asyncio.create_task(reload(service))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         for backend in backends:
             await backend.start()
