@@ -148,11 +148,7 @@ class Service:
     async def run_expiry(self) -> None:
         while True:
             self.wake.clear()
-            expired = self.store.expire(self.clock())
-            for claim in expired:
-                log.info("expire prefix=%s jail=%s", claim.prefix, claim.jail)
-            if expired:
-                await self._converge(sorted({c.prefix for c in expired}))
+            await _survive("expiry", self._expire_due())
             nxt = self.store.next_expiry()
             delay = 60.0 if nxt is None else min(max(nxt - self.clock(), 0.0), 60.0)
             try:
@@ -160,16 +156,23 @@ class Service:
             except TimeoutError:
                 pass
 
+    async def _expire_due(self) -> None:
+        expired = self.store.expire(self.clock())
+        for claim in expired:
+            log.info("expire prefix=%s jail=%s", claim.prefix, claim.jail)
+        if expired:
+            await self._converge(sorted({c.prefix for c in expired}))
+
     async def run_maintenance(self) -> None:
         """Retry pending routes often; check every backend for drift now and then."""
         next_reconcile = self.clock() + self.config.daemon.reconcile_interval
         while True:
             await asyncio.sleep(self.config.daemon.retry_interval)
             if self.clock() >= next_reconcile:
-                await self.reconcile("periodic")
+                await _survive("reconcile", self.reconcile("periodic"))
                 next_reconcile = self.clock() + self.config.daemon.reconcile_interval
             else:
-                await self._retry_pending()
+                await _survive("retry", self._retry_pending())
 
     async def reconcile(self, why: str) -> dict[str, Any]:
         if self.read_host is not None:
@@ -334,6 +337,14 @@ class _PrefixLocks:
             entry[1] -= 1
             if entry[1] == 0:
                 del self.locks[prefix]
+
+
+async def _survive(what: str, work: Awaitable[Any]) -> None:
+    """Background work logs an unexpected failure and tries again next round instead of dying."""
+    try:
+        await work
+    except Exception:  # noqa: BLE001 - the loop must outlive one bad round
+        log.exception("%s failed; retrying next round", what)
 
 
 def _canonical(text: str) -> str:
