@@ -30,8 +30,8 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
 class Namespace:
     """A throw-away network namespace with a unique name, removed even when the test fails."""
 
-    def __init__(self, role: str) -> None:
-        self.name = f"f2b{secrets.token_hex(3)}-{role}"[:15]
+    def __init__(self, role: str, tag: str = "") -> None:
+        self.name = f"f2b{tag or secrets.token_hex(3)}-{role}"[:15]
 
     def __enter__(self) -> Namespace:
         subprocess.run(["ip", "netns", "add", self.name], check=True)
