@@ -1,0 +1,16 @@
+"""The live-test lab: the docs/contracts.md topology in network namespaces, real BGP daemons, probes.
+
+Modules (one job each):
+  wait      wait_until(predicate, timeout, what), wait_until_empty(collect, timeout, what)
+  process   Process(argv, netns, log, env): a foreground process stopped by PID
+  netns     Topology(urpf=None|"loose"|"strict", extra_attackers=0, discard_routes=False), HOSTS
+  frr, bird, openbgpd, gobgp, exabgp
+            context managers around the real daemons, config FILE PATHS in, own temp dir and logs
+  peers     FrrPeer/BirdPeer/OpenBgpdPeer/GobgpPeer: established(), rib(); kernel_routes(); community()
+  probe     probe() -> (icmp_ok, tcp_ok), ServerListener, nstat() absolute counters
+  asserts   assert_route / assert_no_route / assert_established / assert_kernel_blackhole ...
+  fixtures  pytest fixtures (topology, urpf_topology, topology_factory, server_listener, lab_stack)
+
+By hand:  python3 -m tests.lab --help   (brings the lab up and prints how to reach it)
+Set F2B_LAB_KEEP=1 to keep daemon work dirs (configs, logs) after a run.
+"""

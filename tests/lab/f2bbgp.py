@@ -1,0 +1,51 @@
+"""The f2b-bgp daemon (`f2b-bgp serve`) in a namespace, and its CLI."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from f2b_bgp.client import Client
+
+from .daemon import Daemon
+
+SOCKET = "api.sock"
+
+
+class F2bBgp(Daemon):
+    """config: TOML text; "{workdir}" in it becomes the daemon's work dir.
+
+    It must put the socket at {workdir}/api.sock and the database in {workdir}
+    (a restart keeps the work dir, so state survives it as in production).
+    """
+
+    name = "f2b-bgp"
+
+    def __init__(self, netns: str, config: str, workdir: Path | None = None, start_timeout: float = 20) -> None:
+        super().__init__(netns, workdir)
+        self.config = self.workdir / "config.toml"
+        self.config.write_text(config.replace("{workdir}", str(self.workdir)))
+        self.socket = self.workdir / SOCKET
+        self.start_timeout = start_timeout
+
+    def start(self) -> None:
+        log = self.workdir / "daemon.log"
+        mark = log.stat().st_size if log.exists() else 0
+        proc = self.spawn([sys.executable, "-m", "f2b_bgp", "--config", str(self.config), "serve"], "daemon.log",
+                          cwd=Path(__file__).parents[2])
+        proc.wait_ready(lambda: "ready socket=" in log.read_text()[mark:], self.start_timeout, "f2b-bgp ready")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Crash the daemon: no chance to clean up."""
+        self.processes[-1].kill(sig)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "f2b_bgp", "--socket", str(self.socket), *args],
+                              capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
+
+    def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        with Client(str(self.socket)) as client:
+            return client.call(op, **fields)
