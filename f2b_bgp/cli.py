@@ -205,16 +205,19 @@ def check_config(ctx: Context) -> None:
 
 @cli.command()
 @click.argument("target")
+@click.option("--peer", metavar="NAME", help="Which bgp.peers entry (firewall targets; needed when there are several).")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Write the files here instead of printing them.")
 @pass_ctx
-def peering(ctx: Context, target: str, output_dir: Path | None) -> None:
-    """Render the firewall (or injector) config for TARGET from this config."""
+def peering(ctx: Context, target: str, peer: str | None, output_dir: Path | None) -> None:
+    """Render the firewall (or injector) config for TARGET from this config.
+
+    TARGET: frr, bird, openbgpd, routeros (firewalls); exabgp, frr-injector (this host)."""
     from .config import load_config
     from .peering import TARGETS, render
 
     if target not in TARGETS:
         raise click.BadParameter(f"unknown target {target!r}; choose from {', '.join(TARGETS)}", param_hint="TARGET")
-    files = render(target, load_config(Path(ctx.config)))
+    files = render(target, load_config(Path(ctx.config)), peer)
     for name, text in files.items():
         if output_dir is not None:
             output_dir.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,8 @@ class ConfigError(F2bBgpError):
         where = f"{path}: " if path else ""
         first = problems[0] if problems else "invalid configuration"
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"{where}{first}{more}", hint="run 'f2b-bgp check-config' to list every problem")
+        hint = "run 'f2b-bgp check-config' to list every problem" if more else ""
+        super().__init__(f"{where}{first}{more}", hint=hint)
 
 
 class RefusedError(F2bBgpError):

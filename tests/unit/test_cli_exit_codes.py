@@ -74,3 +74,12 @@ def test_internal_error_of_the_daemon_is_exit_1(tmp_path: Path) -> None:
     result = f2b_bgp("--socket", path, "list")
     server.close()
     assert result.returncode == ExitCode.ERROR and "internal error" in result.stderr
+
+
+def test_peering_needs_a_peer_when_there_are_several(tmp_path: Path) -> None:
+    variant = str(Path(__file__).parents[1] / "golden" / "peering" / "variant.toml")
+    several = f2b_bgp("--config", variant, "peering", "frr")
+    assert several.returncode == ExitCode.CONFIG and "choose one of: edge-a, edge-b" in several.stderr
+    one = f2b_bgp("--config", variant, "peering", "frr", "--peer", "edge-a", "--output-dir", str(tmp_path))
+    assert one.returncode == ExitCode.OK and (tmp_path / "bgpd.conf").exists()
+    assert f2b_bgp("--config", variant, "peering", "juniper").returncode == ExitCode.USAGE

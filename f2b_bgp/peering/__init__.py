@@ -1,0 +1,40 @@
+"""Render the firewall (and injector) side of the BGP sessions from the daemon's own config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from f2b_bgp.config import Config
+
+from . import bird, frr, openbgpd, routeros
+
+
+def _exabgp(config: Config) -> dict[str, str]:
+    from . import exabgp  # written separately; imported only when asked for
+
+    return exabgp.render(config)
+
+
+# Firewall side: one snippet per firewall, for the peer named (or the only one).
+FIREWALLS: dict[str, Callable[[Config, str | None], dict[str, str]]] = {
+    "frr": frr.render_firewall,
+    "bird": bird.render,
+    "openbgpd": openbgpd.render,
+    "routeros": routeros.render,
+}
+# Injector side: one snippet for every peer.
+INJECTORS: dict[str, Callable[[Config], dict[str, str]]] = {
+    "exabgp": _exabgp,
+    "frr-injector": frr.render_injector,
+}
+TARGETS: tuple[str, ...] = (*FIREWALLS, *INJECTORS)
+
+
+def render(target: str, config: Config, peer: str | None = None) -> dict[str, str]:
+    """File name -> content for TARGET. A firewall target is rendered for the peer
+    named (bgp.peers[].name), which may be left out when there is only one."""
+    if target in FIREWALLS:
+        return FIREWALLS[target](config, peer)
+    if target in INJECTORS:
+        return INJECTORS[target](config)
+    raise ValueError(f"unknown peering target {target!r}; choose from {', '.join(TARGETS)}")
