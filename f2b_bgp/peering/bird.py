@@ -12,9 +12,7 @@ from .text import header, template
 def render(config: Config, peer: str | None = None) -> dict[str, str]:
     p = peering(config)
     session = p.session_for(peer)
-    router_id = f"router id {session.firewall};"
-    if session.firewall.version != 4:
-        router_id = "# no IPv4 session address to use as router id: BIRD picks one"
+    router_id = session.router_id("router id", "BIRD", end=";")
     return {
         "bird.conf": template(
             "bird.conf",

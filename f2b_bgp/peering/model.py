@@ -33,6 +33,12 @@ class Session:
     index: int  # position in bgp.peers, for naming config keys
     name: str
 
+    def router_id(self, keyword: str, daemon: str, end: str = "") -> str:
+        """The router-id line: the firewall's session address, which must be IPv4 to serve."""
+        if self.firewall.version != 4:
+            return f"# no IPv4 session address to use as router id: {daemon} picks one"
+        return f"{keyword} {self.firewall}{end}"
+
 
 @dataclass(frozen=True)
 class Peering:

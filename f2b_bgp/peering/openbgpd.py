@@ -12,9 +12,7 @@ def render(config: Config, peer: str | None = None) -> dict[str, str]:
     p = peering(config)
     session = p.session_for(peer)
     protected = "\n".join(f"\t{e.prefix.cidr} or-longer" for e in p.refused)
-    router_id = f"router-id {session.firewall}"
-    if session.firewall.version != 4:
-        router_id = "# no IPv4 session address to use as router id: bgpd picks one"
+    router_id = session.router_id("router-id", "bgpd")
     return {
         "bgpd.conf": template(
             "openbgpd-bgpd.conf",
