@@ -92,6 +92,17 @@ def test_040_owners_unban_and_withdraw_are_idempotent(daemon: F2bBgp, topology: 
     assert ours(topology) == {}
 
 
+def test_045_flush_one_jail_then_all(daemon: F2bBgp, topology: Topology) -> None:
+    daemon.cli("ban", ATTACKER4, "--jail", "sshd")
+    daemon.cli("ban", ATTACKER6, "--jail", "sshd")
+    daemon.cli("ban", ATTACKER6, "--jail", "nginx")
+    daemon.cli("ban", "203.0.113.67", "--jail", "nginx")
+    assert daemon.cli("flush", "--jail", "sshd").stdout.strip() == "removed 2 ban(s) of sshd"
+    assert set(ours(topology)) == {f"{ATTACKER6}/128", "203.0.113.67/32"}  # still claimed by nginx
+    assert daemon.cli("flush").stdout.strip() == "removed 2 ban(s)"
+    assert ours(topology) == {}
+
+
 def test_050_list_and_show(daemon: F2bBgp) -> None:
     daemon.cli("ban", ATTACKER6, "--jail", "sshd", "--reason", "brute force")
     listed = json.loads(daemon.cli("list", "--json").stdout)
