@@ -29,6 +29,7 @@ demo: deps
 	$(PYTHON) -m tests.demo
 
 ## bench: benchmarks, printed as ratios against a baseline run in the same process
+## (F2B_BENCH_BANS=1000 make bench: fail2ban_actions.py at the size of docs/fail2ban.md's figures; default 200)
 bench: deps
 	@for b in bench/*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
 
