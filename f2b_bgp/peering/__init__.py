@@ -6,14 +6,7 @@ from collections.abc import Callable
 
 from f2b_bgp.config import Config
 
-from . import bird, frr, openbgpd, routeros
-
-
-def _exabgp(config: Config) -> dict[str, str]:
-    from . import exabgp  # written separately; imported only when asked for
-
-    return exabgp.render(config)
-
+from . import bird, exabgp, frr, openbgpd, routeros
 
 # Firewall side: one snippet per firewall, for the peer named (or the only one).
 FIREWALLS: dict[str, Callable[[Config, str | None], dict[str, str]]] = {
@@ -24,7 +17,7 @@ FIREWALLS: dict[str, Callable[[Config, str | None], dict[str, str]]] = {
 }
 # Injector side: one snippet for every peer.
 INJECTORS: dict[str, Callable[[Config], dict[str, str]]] = {
-    "exabgp": _exabgp,
+    "exabgp": exabgp.render,
     "frr-injector": frr.render_injector,
 }
 TARGETS: tuple[str, ...] = (*FIREWALLS, *INJECTORS)

@@ -3,7 +3,12 @@ golden files pin every template branch, and every snippet refuses what the guard
 
 from __future__ import annotations
 
+import configparser
 import os
+import pwd
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +20,12 @@ from f2b_bgp.peering.regenerate import EXAMPLE_DIRS, reference_config, reference
 
 REPO = Path(__file__).parents[2]
 GOLDEN = REPO / "tests" / "golden" / "peering"
-OURS = [t for t in TARGETS if t != "exabgp"]  # exabgp's renderer and its files have their own tests
+# ExaBGP's config filters nothing (the daemon's guards decide what it is told to announce):
+# the targets that repeat the guards.
+FILTERING = [t for t in TARGETS if t != "exabgp"]
 # The variant config has two firewalls: render each firewall target for one of them.
-VARIANT_PEER = {"frr": "edge-b", "bird": "edge-a", "openbgpd": "edge-a", "routeros": "edge-b", "frr-injector": None}
+VARIANT_PEER = {"frr": "edge-b", "bird": "edge-a", "openbgpd": "edge-a", "routeros": "edge-b", "frr-injector": None,
+                "exabgp": None}
 UPDATE = os.environ.get("F2B_BGP_UPDATE_GOLDEN") == "1"  # rewrite the golden files, then review the diff
 
 
@@ -26,7 +34,7 @@ def test_targets_are_the_documented_ones() -> None:
     assert set(EXAMPLE_DIRS) == set(TARGETS)
 
 
-@pytest.mark.parametrize("target", OURS)
+@pytest.mark.parametrize("target", TARGETS)
 def test_shipped_examples_are_the_generator_output(target: str) -> None:
     for relative, text in reference_files(target).items():
         shipped = REPO / relative
@@ -34,7 +42,7 @@ def test_shipped_examples_are_the_generator_output(target: str) -> None:
         assert shipped.read_text(encoding="utf-8") == text, f"{relative} drifted; run `make examples`"
 
 
-@pytest.mark.parametrize("target", OURS)
+@pytest.mark.parametrize("target", TARGETS)
 def test_variant_config_matches_the_reviewed_golden_files(target: str) -> None:
     config = load_config(GOLDEN / "variant.toml")
     for name, text in render(target, config, VARIANT_PEER[target]).items():
@@ -55,7 +63,7 @@ def _assert_golden(path: Path, text: str) -> None:
     assert path.read_text(encoding="utf-8") == text, f"{path} differs; if intended, regenerate and review it"
 
 
-@pytest.mark.parametrize("target", OURS)
+@pytest.mark.parametrize("target", FILTERING)
 def test_every_guarded_prefix_is_refused_in_every_snippet(target: str) -> None:
     """The firewall repeats the daemon's guards: each protected, peer and next-hop prefix
     appears, unless it lies inside another one that does; so do the discard next-hops."""
@@ -68,7 +76,7 @@ def test_every_guarded_prefix_is_refused_in_every_snippet(target: str) -> None:
         assert (prefix in body) != (prefix in covered_by_another), f"{target}: {prefix} ({entry.kind})"
 
 
-@pytest.mark.parametrize("target", OURS)
+@pytest.mark.parametrize("target", FILTERING)
 def test_header_names_the_config_key_of_each_value(target: str) -> None:
     files = render(target, reference_config())
     main = next(iter(files.values()))
@@ -97,3 +105,109 @@ def test_peer_without_local_address_is_a_config_error() -> None:
 def test_unknown_target_names_the_choices() -> None:
     with pytest.raises(ValueError, match="choose from frr, bird, openbgpd, routeros, exabgp, frr-injector"):
         render("junos", reference_config())
+
+
+# --- ExaBGP (injector) ----------------------------------------------------------------------------
+
+EXABGP_SHIPPED = REPO / "exabgp"
+
+
+def _exabgp_env(text: str) -> configparser.ConfigParser:
+    env = configparser.ConfigParser()
+    env.read_string(text)
+    return env
+
+
+def test_exabgp_env_keeps_what_the_bridge_relies_on() -> None:
+    """Acks on (the daemon waits for them), the bridge restarted and never fatal, no line per route."""
+    env = _exabgp_env((EXABGP_SHIPPED / "exabgp.env").read_text(encoding="utf-8"))
+    settings = {f"{section}.{key}": value for section in env.sections() for key, value in env[section].items()}
+    assert settings == {
+        "exabgp.api.ack": "true", "exabgp.api.encoder": "json", "exabgp.api.respawn": "true",
+        "exabgp.api.terminate": "false", "exabgp.api.cli": "true",
+        "exabgp.daemon.user": "'f2b-bgp'",
+        "exabgp.log.destination": "'syslog'", "exabgp.log.level": "INFO", "exabgp.log.routes": "false",
+        "exabgp.tcp.bind": "'198.51.100.2'", "exabgp.tcp.port": "179",
+    }
+
+
+def test_exabgp_listens_on_each_session_address_once() -> None:
+    peers = [{"name": f"fw{i}", "address": f"198.51.100.{i}", "asn": 65000, "local_address": "198.51.100.9"}
+             for i in (1, 2)]
+    peers.append({"name": "fw6", "address": "2001:db8:1::1", "asn": 65000, "local_address": "2001:db8:1::9"})
+    config = parse_config({"bgp": {"router_id": "198.51.100.9", "peers": peers}})
+    env = _exabgp_env(render("exabgp", config)["exabgp.env"])
+    assert env["exabgp.tcp"]["bind"] == "'198.51.100.9 2001:db8:1::9'"
+
+
+@pytest.mark.parametrize("config, run", [
+    (REPO / "f2b_bgp" / "config.example.toml", "run f2b-bgp exabgp-bridge;"),
+    (GOLDEN / "variant.toml", "run f2b-bgp exabgp-bridge --socket /run/f2b-bgp-variant/bridge.sock;"),
+], ids=["default-socket", "moved-socket"])
+def test_exabgp_run_line_names_the_socket_only_when_moved(config: Path, run: str) -> None:
+    """The bridge defaults to /run/f2b-bgp/exabgp.sock, and F2B_BGP_BRIDGE_SOCKET moves it unless --socket is given."""
+    text = render("exabgp", load_config(config))["exabgp.conf"]
+    assert [line.strip() for line in text.splitlines() if line.strip().startswith("run ")] == [run]
+
+
+def test_exabgp_conf_holds_no_routes_and_keeps_adj_rib_out() -> None:
+    """Routes come only from the daemon; adj-rib-out replays them after a session reset."""
+    text = render("exabgp", load_config(GOLDEN / "variant.toml"))["exabgp.conf"]
+    body = [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in body if line.startswith(("static", "route ", "announce", "adj-rib-out"))]
+    assert not [line for line in body if "no-export" in line.lower()]
+    assert body.count("inherit f2b-firewall;") == 2
+
+
+def test_exabgp_header_names_the_config_key_of_each_value() -> None:
+    files = render("exabgp", reference_config())
+    keys = ["bgp.local_as", "bgp.router_id", "backends.exabgp.bridge_socket", "bgp.peers[0].address",
+            "bgp.peers[0].asn", "bgp.peers[0].local_address", "bgp.peers[0].name"]
+    for key in keys:
+        assert key in files["exabgp.conf"], f"exabgp.conf: header does not name {key}"
+    assert "bgp.peers[].local_address" in files["exabgp.env"]
+
+
+@pytest.mark.parametrize("bgp, backend, problem", [
+    ({}, {}, r"bgp.router_id: an IPv4 address other than 0.0.0.0 is required"),
+    ({"router_id": "2001:db8::2"}, {}, r"bgp.router_id: an IPv4 address"),
+    ({"router_id": "198.51.100.2"}, {"bridge_socket": "/run/f2b bgp/x.sock"},
+     r"backends.exabgp.bridge_socket: no spaces"),
+])
+def test_exabgp_config_errors(bgp: dict, backend: dict, problem: str) -> None:
+    peer = {"name": "fw", "address": "198.51.100.1", "asn": 65000, "local_address": "198.51.100.2"}
+    config = parse_config({"bgp": {**bgp, "peers": [peer]}, "backends": {"exabgp": backend}})
+    with pytest.raises(ConfigError, match=problem):
+        render("exabgp", config)
+
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.skipif(shutil.which("f2b-bgp", path=str(BIN)) is None, reason="f2b-bgp console script not installed")
+@pytest.mark.parametrize("variant", [False, True], ids=["shipped", "variant"])
+def test_exabgp_accepts_the_files(variant: bool, tmp_path: Path) -> None:
+    """`exabgp validate` on the shipped files (and the variant's), with the env file; only the user
+    (f2b-bgp need not exist here) and the log destination are overridden, by environment variables.
+    The relative `run f2b-bgp` is found on PATH."""
+    pytest.importorskip("exabgp")
+    if variant:
+        for name, text in render("exabgp", load_config(GOLDEN / "variant.toml")).items():
+            (tmp_path / name).write_text(text, encoding="utf-8")
+        folder = tmp_path
+    else:
+        folder = EXABGP_SHIPPED
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "EXABGP_ENVFILE": str(folder / "exabgp.env"),
+           "exabgp_daemon_user": pwd.getpwuid(os.getuid()).pw_name, "exabgp_log_destination": "stdout"}
+    result = subprocess.run([sys.executable, "-m", "exabgp", "validate", "-n", str(folder / "exabgp.conf")],
+                            capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert output.count("✓ neighbor") == (2 if variant else 1), output
+
+
+def test_peering_exabgp_prints_both_files() -> None:
+    result = subprocess.run([sys.executable, "-m", "f2b_bgp", "--config", str(GOLDEN / "variant.toml"),
+                             "peering", "exabgp"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "### exabgp.conf\n" in result.stdout and "### exabgp.env\n" in result.stdout

@@ -1,0 +1,95 @@
+"""ExaBGP 5 as the injector (ExaBGP backend): exabgp.conf with the bridge process and one
+neighbor per firewall, and exabgp.env with the settings the bridge relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from f2b_bgp.config import Config
+from f2b_bgp.errors import ConfigError
+
+from .model import Peering, Placeholder, Session, peering
+from .text import header, template
+
+# The bridge's own default (`f2b-bgp exabgp-bridge --socket`): the run line names the socket
+# only when the config moves it, so F2B_BGP_BRIDGE_SOCKET can still move it for the default.
+DEFAULT_BRIDGE_SOCKET = Path("/run/f2b-bgp/exabgp.sock")
+
+
+def render(config: Config) -> dict[str, str]:
+    p = peering(config)
+    socket = config.exabgp.bridge_socket
+
+    def head(name: str, values: list[Placeholder]) -> str:
+        return header("#", f"ExaBGP 5 injector (ExaBGP backend), {name}", "exabgp", values)
+
+    return {
+        "exabgp.conf": template(
+            "exabgp.conf",
+            header=head("exabgp.conf", _conf_placeholders(p, socket)),
+            socket_option=_socket_option(socket),
+            router_id=_router_id(p),
+            local_as=p.injector_as,
+            neighbors="\n".join(_neighbor(s) for s in p.sessions),
+        ),
+        "exabgp.env": template(
+            "exabgp.env",
+            header=head("exabgp.env", [_bind_placeholder(p)]),
+            bind=" ".join(_bind(p)),
+        ),
+    }
+
+
+def _socket_option(socket: Path) -> str:
+    if socket == DEFAULT_BRIDGE_SOCKET:
+        return ""
+    if any(c.isspace() or c in ';{}[]"\'' for c in str(socket)):
+        raise ConfigError(["backends.exabgp.bridge_socket: no spaces, quotes, ';', braces or brackets, "
+                           "it goes on ExaBGP's run line"])
+    return f" --socket {socket}"
+
+
+def _router_id(p: Peering) -> str:
+    """ExaBGP needs one for a session over IPv6, and 0.0.0.0 (the config's default) is no identifier."""
+    if p.injector_router_id.version != 4 or int(p.injector_router_id) == 0:
+        raise ConfigError([f"bgp.router_id: an IPv4 address other than 0.0.0.0 is required to render the ExaBGP "
+                           f"config, not {p.injector_router_id}"])
+    return str(p.injector_router_id)
+
+
+def _neighbor(s: Session) -> str:
+    lines = [
+        "inherit f2b-firewall;",
+        f'description "{s.name or "f2b-bgp firewall"}";',
+        f"local-address {s.injector};",
+        f"peer-as {s.firewall_as};",
+    ]
+    return f"neighbor {s.firewall} {{\n" + "".join(f"    {line}\n" for line in lines) + "}\n"
+
+
+def _bind(p: Peering) -> list[str]:
+    """The injector's session addresses, each once, in the order of bgp.peers."""
+    return list(dict.fromkeys(str(s.injector) for s in p.sessions))
+
+
+def _conf_placeholders(p: Peering, socket: Path) -> list[Placeholder]:
+    where = "the bridge's default, so not on the run line" if socket == DEFAULT_BRIDGE_SOCKET else "on the run line"
+    found = [
+        Placeholder(str(p.injector_as), "bgp.local_as", "the injector's AS"),
+        Placeholder(str(p.injector_router_id), "bgp.router_id", "the injector's router id"),
+        Placeholder(str(socket), "backends.exabgp.bridge_socket", f"the daemon's bridge socket ({where})"),
+    ]
+    for s in p.sessions:
+        key = f"bgp.peers[{s.index}]"
+        found += [
+            Placeholder(str(s.firewall), f"{key}.address", f"firewall {s.name}"),
+            Placeholder(str(s.firewall_as), f"{key}.asn", f"firewall {s.name}'s AS"),
+            Placeholder(str(s.injector), f"{key}.local_address", "the injector's address toward it"),
+        ]
+        if s.name:
+            found.append(Placeholder(s.name, f"{key}.name", "its description"))
+    return found
+
+
+def _bind_placeholder(p: Peering) -> Placeholder:
+    return Placeholder(" ".join(_bind(p)), "bgp.peers[].local_address", "addresses ExaBGP listens on (each once)")
