@@ -184,7 +184,14 @@ def status(ctx: Context, as_json: bool) -> None:
     click.echo(f"routes: {routes['active']} active, {routes['pending']} pending (max {limits['max_routes']})")
     click.echo(f"new bans in the last minute: {limits['bans_last_minute']} (max {limits['max_rate']})")
     for name, state in result["backends"].items():
+        peers, bridge = state.pop("peers", {}), state.pop("bridge", None)
         click.echo(f"backend {name}: " + ", ".join(f"{k}={_flat(v)}" for k, v in state.items()))
+        if bridge:
+            click.echo(f"  bridge pid {bridge['pid']} (ExaBGP pid {bridge['exabgp_pid']}) "
+                       f"connected {_when(bridge['connected'])}")
+        for address, peer in peers.items():
+            reason = f" ({peer['reason']})" if peer["reason"] else ""
+            click.echo(f"  peer {address}: {peer['state']} since {_when(peer['since'])}{reason}")
 
 
 @cli.command(name="check-config")
@@ -229,6 +236,7 @@ def peering(ctx: Context, target: str, peer: str | None, output_dir: Path | None
 
 @cli.command(name="exabgp-bridge")
 @click.option("--socket", "bridge_socket", metavar="PATH", default="/run/f2b-bgp/exabgp.sock", show_default=True,
+              envvar="F2B_BGP_BRIDGE_SOCKET", show_envvar=True,
               help="The daemon's bridge socket (backends.exabgp.bridge_socket).")
 def exabgp_bridge(bridge_socket: str) -> None:
     """Relay between ExaBGP (stdin/stdout) and the daemon; run from ExaBGP's process block."""

@@ -116,6 +116,9 @@ def parse_config(raw: dict[str, Any], path: Path = DEFAULT_PATH) -> Config:
         kernel=_kernel(backends.section("kernel")),
         exabgp=_exabgp(backends.section("exabgp")),
     )
+    if config.exabgp.enabled and config.bgp.next_hop_ipv6 is None:
+        r.problem("bgp.next_hop_ipv6", "required with backends.exabgp: ExaBGP has no 'self' next-hop for "
+                  "IPv6 routes on an IPv4 session")
     r.finish()
     if r.problems:
         raise ConfigError(r.problems, str(path))

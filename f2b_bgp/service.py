@@ -57,6 +57,7 @@ class Service:
         self.last_reconcile: dict[str, Any] = {}
         for backend in self.backends:
             backend.on_reset = self._replayer(backend)
+            backend.on_lost = self._loser(backend)
 
     # requests
 
@@ -139,7 +140,7 @@ class Service:
             "routes": {"active": len(wanted) - pending, "pending": pending},
             "limits": {"max_routes": self.config.guards.max_routes, "max_rate": self.config.guards.max_rate,
                        "bans_last_minute": len(self.recent)},
-            "backends": {b.name: b.status() for b in self.backends},
+            "backends": {b.name: {**b.status(), "pending": len(_stuck(b, wanted, states))} for b in self.backends},
             "last_reconcile": self.last_reconcile,
         }
 
@@ -272,7 +273,7 @@ class Service:
         states = self.store.states()
         wanted = self.store.wanted()
         for backend in self.backends:
-            stuck = [p for p in wanted if states.get(p, {}).get(backend.name, (PENDING, ""))[0] != ACTIVE]
+            stuck = _stuck(backend, wanted, states)
             if stuck and backend.ready:
                 await self._converge(stuck, [backend])
 
@@ -298,6 +299,14 @@ class Service:
             await self._reconcile_backend(backend)
 
         return replay
+
+    def _loser(self, backend: Backend) -> Callable[[str], None]:
+        def lost(why: str) -> None:
+            active = [p for p, s in self.store.states().items() if s.get(backend.name, ("", ""))[0] == ACTIVE]
+            self.store.set_states(active, backend.name, PENDING, f"{backend.name}: {why}")
+            log.warning("lost backend=%s pending=%d why=%r", backend.name, len(active), why)
+
+        return lost
 
     def _enforce_guards(self) -> list[str]:
         """Withdraw stored bans that the current config refuses (fail closed after a config change)."""
@@ -345,6 +354,11 @@ async def _survive(what: str, work: Awaitable[Any]) -> None:
         await work
     except Exception:  # noqa: BLE001 - the loop must outlive one bad round
         log.exception("%s failed; retrying next round", what)
+
+
+def _stuck(backend: Backend, wanted: set[str], states: dict[str, dict[str, tuple[str, str]]]) -> list[str]:
+    """The wanted prefixes this backend has not acknowledged."""
+    return [p for p in wanted if states.get(p, {}).get(backend.name, (PENDING, ""))[0] != ACTIVE]
 
 
 def _canonical(text: str) -> str:

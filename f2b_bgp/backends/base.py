@@ -31,6 +31,9 @@ class Backend(ABC):
         # Set by the service: called when the backend lost its routes (an
         # ExaBGP restart) or came back, so the service replays the active set.
         self.on_reset: Callable[[], Awaitable[None]] | None = None
+        # Set by the service: called when the backend may have lost its routes (ExaBGP's
+        # bridge went away), so what was active shows as pending until the replay.
+        self.on_lost: Callable[[str], None] | None = None
 
     async def start(self) -> None:
         """Acquire resources; called once before anything else."""

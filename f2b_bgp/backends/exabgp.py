@@ -1,0 +1,344 @@
+"""Announce blackholes through a long-running ExaBGP, via the bridge it starts (`f2b-bgp exabgp-bridge`).
+
+The daemon listens on backends.exabgp.bridge_socket; the bridge connects. One
+command is in flight at a time and a prefix counts as done only after
+ExaBGP's `done` for its command. While a command waits for its ack, new work
+queues up and goes out in the next batch (`announce attributes ... nlri`), so
+a ban storm costs a few lines, not one per ban. The queue is bounded
+(max_in_flight prefixes): callers wait for room, nothing is dropped. Every
+(re)connect of a bridge (ExaBGP started or restarted, or this daemon did)
+asks the service to replay: `show adj-rib out` tells what ExaBGP holds, and
+the difference to the store is announced or withdrawn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from netaddr import AddrFormatError, IPAddress, IPNetwork
+
+from ..config import Config
+from .base import Backend, BackendUnavailable, Failures
+from .exabgp_lines import SHOW_ADJ_RIB_OUT, Verb, commands, parse_adj_rib_out
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 1 << 20
+HELLO_TIMEOUT = 10.0
+MAX_PEERS = 1024  # neighbor states kept from the bridge's events
+
+
+@dataclass
+class _Item:
+    verb: Verb
+    prefix: IPNetwork
+    done: asyncio.Future[str | None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+@dataclass
+class PeerState:
+    state: str
+    since: float
+    reason: str = ""
+
+
+class _Link:
+    """One connected bridge: its stream and the reply awaited for the command in flight."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hello: dict[str, Any]) -> None:
+        self.reader, self.writer, self.hello = reader, writer, hello
+        self.connected = time.time()
+        self.reply: asyncio.Future[str] | None = None
+        self.output: list[str] = []
+
+    def close(self) -> None:
+        self.writer.close()
+        if self.reply is not None and not self.reply.done():
+            self.reply.set_exception(BackendUnavailable("ExaBGP bridge disconnected"))
+
+
+class ExabgpBackend(Backend):
+    name = "exabgp"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.bgp, self.settings, self.daemon = config.bgp, config.exabgp, config.daemon
+        self.server: asyncio.AbstractServer | None = None
+        self.link: _Link | None = None
+        self.queue: deque[_Item] = deque()
+        self.room = asyncio.Semaphore(self.settings.max_in_flight)
+        self.work = asyncio.Event()
+        self.turn = asyncio.Lock()  # one command in flight: acks then pair with commands
+        self.sender: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.peers: dict[str, PeerState] = {}
+        self.counts = {"lines": 0, "announced": 0, "withdrawn": 0, "errors": 0, "timeouts": 0, "connects": 0}
+        self.last_error = ""
+
+    # life cycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        path = self.settings.bridge_socket
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_socket():
+            path.unlink()
+        old = os.umask(0o177)
+        try:
+            self.server = await asyncio.start_unix_server(self._accept, path=str(path), limit=MAX_LINE)
+        finally:
+            os.umask(old)
+        if self.daemon.socket_group:
+            os.chown(path, -1, grp.getgrnam(self.daemon.socket_group).gr_gid)
+        os.chmod(path, self.daemon.socket_mode)
+        self.sender = asyncio.create_task(self._send_loop())
+
+    async def stop(self) -> None:
+        """Routes stay: ExaBGP keeps announcing them until it stops or a new daemon replays."""
+        if self.server is not None:
+            self.server.close()
+        if self.link is not None:
+            self.link.close()
+        for task in [*self.tasks, *([self.sender] if self.sender else [])]:
+            task.cancel()
+        await asyncio.gather(*self.tasks, *([self.sender] if self.sender else []), return_exceptions=True)
+        if self.settings.bridge_socket.is_socket():
+            self.settings.bridge_socket.unlink()
+
+    @property
+    def ready(self) -> bool:
+        return self.link is not None
+
+    # the backend contract --------------------------------------------------------------------------
+
+    async def announce(self, prefixes: Sequence[IPNetwork]) -> Failures:
+        return await self._submit(Verb.ANNOUNCE, prefixes)
+
+    async def withdraw(self, prefixes: Sequence[IPNetwork]) -> Failures:
+        return await self._submit(Verb.WITHDRAW, prefixes)
+
+    async def installed(self) -> set[IPNetwork] | None:
+        if self.link is None:
+            return None
+        try:
+            return parse_adj_rib_out(await self._exchange(self.link, SHOW_ADJ_RIB_OUT))
+        except BackendUnavailable:
+            return None
+
+    def status(self) -> dict[str, Any]:
+        link = self.link
+        return {
+            "ready": self.ready,
+            "bridge": {"pid": link.hello.get("pid"), "exabgp_pid": link.hello.get("exabgp_pid"),
+                       "connected": round(link.connected, 1)} if link else None,
+            "peers": {addr: {"state": p.state, "since": round(p.since, 1), "reason": p.reason}
+                      for addr, p in sorted(self.peers.items())},
+            "queued": len(self.queue),
+            "sent": dict(self.counts),
+            "last_error": self.last_error,
+        }
+
+    # submitting work --------------------------------------------------------------------------------
+
+    async def _submit(self, verb: Verb, prefixes: Sequence[IPNetwork]) -> Failures:
+        if self.link is None:
+            raise BackendUnavailable("ExaBGP bridge not connected (is ExaBGP running 'f2b-bgp exabgp-bridge'?)")
+        items = []
+        for prefix in prefixes:
+            await self.room.acquire()  # backpressure: wait while max_in_flight prefixes are queued
+            item = _Item(verb, prefix)
+            item.done.add_done_callback(lambda _: self.room.release())
+            self.queue.append(item)
+            self.work.set()
+            items.append(item)
+        failures: Failures = {}
+        for item in items:
+            error = await item.done
+            if error is not None:
+                failures[item.prefix] = error
+        return failures
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self.work.wait()
+            self.work.clear()
+            while self.queue:
+                link = self.link
+                if link is None:
+                    self._fail_queued("ExaBGP bridge disconnected")
+                    break
+                batch = self._next_batch()
+                try:
+                    await self._send_batch(link, batch)
+                except Exception as err:  # never leave a caller waiting, never stop sending
+                    log.exception("exabgp send failed")
+                    for item in batch:
+                        if not item.done.done():
+                            item.done.set_result(f"internal error: {err}")
+
+    def _next_batch(self) -> list[_Item]:
+        """Up to batch_size queued items of the first item's verb and family (any order is safe:
+        the service never has two operations on one prefix in flight)."""
+        first = self.queue[0]
+        key = (first.verb, first.prefix.version)
+        batch: list[_Item] = []
+        rest: deque[_Item] = deque()
+        while self.queue:
+            item = self.queue.popleft()
+            if len(batch) < self.settings.batch_size and (item.verb, item.prefix.version) == key:
+                batch.append(item)
+            else:
+                rest.append(item)
+        self.queue = rest
+        return batch
+
+    async def _send_batch(self, link: _Link, batch: list[_Item]) -> None:
+        (command,) = commands(batch[0].verb, [i.prefix for i in batch], self.bgp, len(batch))
+        try:
+            await self._exchange(link, command.line())
+            error = None
+            self.counts["announced" if command.verb is Verb.ANNOUNCE else "withdrawn"] += len(batch)
+        except _Refused:
+            error = f"ExaBGP answered error to a {command.verb.value} of {len(batch)} prefixes"
+            self.counts["errors"] += 1
+        except BackendUnavailable as err:
+            error = str(err)
+        if error:
+            self.last_error = error
+            log.warning("exabgp %s prefixes=%d error=%r", command.verb.value, len(batch), error)
+        for item in batch:
+            if not item.done.done():
+                item.done.set_result(error)
+
+    def _fail_queued(self, error: str) -> None:
+        while self.queue:
+            item = self.queue.popleft()
+            if not item.done.done():
+                item.done.set_result(error)
+
+    async def _exchange(self, link: _Link, line: str) -> list[str]:
+        """Send one command and wait for its ack; the lines that came before the ack are its output."""
+        async with self.turn:
+            if self.link is not link:
+                raise BackendUnavailable("ExaBGP bridge disconnected")
+            link.reply = asyncio.get_running_loop().create_future()
+            link.output = []
+            link.writer.write(line.encode("ascii") + b"\n")
+            self.counts["lines"] += 1
+            try:
+                await link.writer.drain()
+                answer = await asyncio.wait_for(asyncio.shield(link.reply), self.settings.ack_timeout)
+            except TimeoutError:
+                self.counts["timeouts"] += 1
+                reply, link.reply = link.reply, None
+                reply.cancel()
+                # the ack may still come and would answer the next command: start over on a new link
+                self._drop(link, f"no ack from ExaBGP within {self.settings.ack_timeout:g} s")
+                raise BackendUnavailable(f"no ack from ExaBGP within {self.settings.ack_timeout:g} s") from None
+            except ConnectionError as err:
+                self._drop(link, f"bridge write failed: {err}")
+                raise BackendUnavailable("ExaBGP bridge disconnected") from None
+            finally:
+                link.reply = None
+            if answer != "done":
+                raise _Refused(answer)
+            return link.output
+
+    # the bridge connection --------------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            hello = await asyncio.wait_for(reader.readline(), HELLO_TIMEOUT)
+            info = json.loads(hello)["bridge"]
+            if not isinstance(info, dict):
+                raise TypeError("bridge hello is not an object")
+        except (TimeoutError, ValueError, KeyError, TypeError, asyncio.LimitOverrunError) as err:
+            log.warning("exabgp bridge refused: no valid hello (%s)", type(err).__name__)
+            writer.close()
+            return
+        if self.link is not None:
+            self._drop(self.link, "replaced by a new bridge connection")
+        link = self.link = _Link(reader, writer, info)
+        self.counts["connects"] += 1
+        log.info("exabgp bridge connected pid=%s exabgp_pid=%s", info.get("pid"), info.get("exabgp_pid"))
+        self._spawn(self._replay())
+        try:
+            await self._read(link)
+        finally:
+            if self.link is link:
+                self._drop(link, "ExaBGP bridge disconnected")
+
+    async def _read(self, link: _Link) -> None:
+        while True:
+            try:
+                raw = await link.reader.readline()
+            except (ValueError, asyncio.LimitOverrunError, ConnectionError):
+                return
+            if not raw.endswith(b"\n"):
+                return
+            line = raw.rstrip(b"\r\n").decode("ascii", "replace")
+            if line.startswith("{"):
+                self._event(line)
+            elif line in ("done", "error"):
+                if link.reply is not None and not link.reply.done():
+                    link.reply.set_result(line)
+            elif link.reply is not None and len(link.output) < 10 * self.settings.max_in_flight + 10000:
+                link.output.append(line)
+
+    def _event(self, line: str) -> None:
+        """A JSON message from ExaBGP: neighbor states are kept; a shutdown is logged."""
+        try:
+            event = json.loads(line)
+            kind = event.get("type")
+            if kind == "state":
+                neighbor = event["neighbor"]
+                address = str(IPAddress(str(neighbor["address"]["peer"])))
+                state, reason = str(neighbor["state"])[:32], str(neighbor.get("reason", ""))[:200]
+            elif kind == "notification" and event.get("notification") == "shutdown":
+                log.warning("exabgp shutting down: its routes go with it until it is back and replayed")
+                return
+            else:
+                return
+        except (ValueError, KeyError, TypeError, AttributeError, AddrFormatError):
+            log.debug("exabgp event ignored: not understood")
+            return
+        if address not in self.peers and len(self.peers) >= MAX_PEERS:
+            return
+        previous = self.peers.get(address)
+        if previous is None or previous.state != state:
+            log.info("exabgp peer=%s state=%s%s", address, state, f" reason={reason!r}" if reason else "")
+            self.peers[address] = PeerState(state, time.time(), reason)
+
+    async def _replay(self) -> None:
+        if self.on_reset is not None:
+            await self.on_reset()
+
+    def _drop(self, link: _Link, why: str) -> None:
+        if self.link is link:
+            self.link = None
+            self.last_error = why
+            log.warning("exabgp bridge lost: %s", why)
+            for peer in self.peers.values():
+                peer.state, peer.since, peer.reason = "unknown", time.time(), why
+            if self.on_lost is not None:
+                self.on_lost(why)
+        link.close()
+        self.work.set()  # the send loop fails what is queued
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+class _Refused(Exception):
+    """ExaBGP answered `error` (it gives no reason)."""
