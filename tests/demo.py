@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tests.lab.f2bbgp import F2bBgp
+from tests.lab.f2bbgp import FW1, F2bBgp, lab_config
 from tests.lab.fail2ban import F2B_BGP, Fail2banServer, append, fail2ban_missing
 from tests.lab.frr import Frr
 from tests.lab.netns import HOSTS, Topology, host_prefix
@@ -31,22 +31,10 @@ from tests.lab.wait import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "frr-examples"
 ATTACKER, SERVER = HOSTS["attacker"]["4"], HOSTS["server"]["4"]
-DAEMON_CONFIG = """
-[daemon]
-socket = "{workdir}/api.sock"
-database = "{workdir}/state.db"
-retry_interval = 0.2
-[guards]
-protected = [{ prefix = "198.51.100.0/24", name = "our network" }, "2001:db8:1::/64", "2001:db8:2::/64"]
-allow_special = ["203.0.113.0/24", "2001:db8:203::/48"]  # the demo's attacker uses a documentation range
-[bgp]
+DAEMON_CONFIG = lab_config(rest=f"""[bgp]
 local_as = 65001
 router_id = "198.51.100.2"
-[[bgp.peers]]
-name = "fw1"
-address = "198.51.100.1"
-asn = 65000
-"""
+{FW1}""")
 # jail.local over the shipped jail.d/routeros-bgp-blackhole.conf: the demo's log file and the daemon's socket.
 JAIL_LOCAL = """
 [DEFAULT]

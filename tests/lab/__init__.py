@@ -6,6 +6,8 @@ Modules (one job each):
   netns     Topology(urpf=None|"loose"|"strict", extra_attackers=0, discard_routes=False), HOSTS
   frr, bird, openbgpd, gobgp, exabgp
             context managers around the real daemons, config FILE PATHS in, own temp dir and logs
+  f2bbgp    F2bBgp(netns, config): the daemon and its CLI; lab_config() the lab's daemon config
+  fail2ban  Fail2banServer: a real fail2ban-server with its own config dir; run_filter(), append()
   peers     FrrPeer/BirdPeer/OpenBgpdPeer/GobgpPeer: established(), rib(); kernel_routes(); community()
   probe     probe() -> (icmp_ok, tcp_ok), ServerListener, nstat() absolute counters
   asserts   assert_route / assert_no_route / assert_established / assert_kernel_blackhole ...

@@ -13,6 +13,28 @@ from f2b_bgp.client import Client
 from .daemon import Daemon
 
 SOCKET = "api.sock"
+FW1 = """
+[[bgp.peers]]
+name = "fw1"
+address = "198.51.100.1"
+asn = 65000
+"""
+
+
+def lab_config(daemon: str = "", guards: str = "", rest: str = "", retry_interval: float = 0.2) -> str:
+    """The lab's daemon config: its socket and database in the work dir, the injector's
+    networks protected, the attacker's documentation ranges allowed; DAEMON and GUARDS
+    add keys to those tables, REST the tables that follow (bgp, backends)."""
+    return f"""[daemon]
+socket = "{{workdir}}/{SOCKET}"
+database = "{{workdir}}/state.db"
+retry_interval = {retry_interval}
+{daemon}
+[guards]
+protected = [{{ prefix = "198.51.100.0/24", name = "our network" }}, "2001:db8:1::/64", "2001:db8:2::/64"]
+allow_special = ["203.0.113.0/24", "2001:db8:203::/48"]
+{guards}
+{rest}"""
 
 
 class F2bBgp(Daemon):

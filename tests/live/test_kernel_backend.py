@@ -12,24 +12,13 @@ from collections.abc import Iterator
 import pytest
 
 from f2b_bgp.errors import ExitCode
-from tests.lab.f2bbgp import F2bBgp
+from tests.lab.f2bbgp import F2bBgp, lab_config
 from tests.lab.netns import Topology
 from tests.lab.peers import kernel_routes
 from tests.lab.wait import wait_until
 
 ATTACKER4, ATTACKER6 = "203.0.113.66", "2001:db8:203::66"
-CONFIG = """
-[daemon]
-socket = "{workdir}/api.sock"
-database = "{workdir}/state.db"
-retry_interval = 0.2
-reconcile_interval = 1
-[guards]
-protected = [{ prefix = "198.51.100.0/24", name = "our network" }]
-allow_special = ["203.0.113.0/24", "2001:db8:203::/48"]
-max_routes = 5
-max_rate = 100
-"""
+CONFIG = lab_config(daemon="reconcile_interval = 1", guards="max_routes = 5\nmax_rate = 100")
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 
 from f2b_bgp.errors import ExitCode
 from tests.lab.asserts import assert_established, assert_kernel_blackhole, assert_no_kernel_route, assert_route
-from tests.lab.f2bbgp import F2bBgp
+from tests.lab.f2bbgp import FW1, F2bBgp, lab_config
 from tests.lab.frr import Frr
 from tests.lab.netns import HOSTS, Topology, host_prefix
 from tests.lab.peers import BLACKHOLE, FrrPeer, kernel_routes
@@ -31,22 +31,10 @@ from tests.lab.wait import wait_until
 
 EXAMPLES = Path(__file__).parents[2] / "frr-examples"
 FAMILIES = ("4", "6")
-CONFIG = """
-[daemon]
-socket = "{workdir}/api.sock"
-database = "{workdir}/state.db"
-retry_interval = 0.2
-[guards]
-protected = [{ prefix = "198.51.100.0/24", name = "our network" }, "2001:db8:1::/64", "2001:db8:2::/64"]
-allow_special = ["203.0.113.0/24", "2001:db8:203::/48"]
-[bgp]
+CONFIG = lab_config(rest=f"""[bgp]
 local_as = 65001
 router_id = "198.51.100.2"
-[[bgp.peers]]
-name = "fw1"
-address = "198.51.100.1"
-asn = 65000
-"""
+{FW1}""")
 
 
 @dataclass
