@@ -1,6 +1,6 @@
 """Issue 5 live scenario: the f2b-bgp daemon announces through ExaBGP, started from the shipped exabgp/ files.
 
-Injector: f2b-bgp (ExaBGP backend only) + ExaBGP running `f2b-bgp exabgp-bridge`, loaded from
+Injector: f2b-bgp (ExaBGP and kernel backends together) + ExaBGP running `f2b-bgp exabgp-bridge`, loaded from
 exabgp/exabgp.conf and exabgp/exabgp.env byte for byte; the environment overrides only what a
 test must (user root, log to stdout, the bridge socket in the daemon's work dir, PATH).
 Receivers on the firewall: FRR, BIRD and OpenBGPD from their shipped snippets, GoBGP from the
@@ -9,9 +9,9 @@ lab's config (RIB only, as OpenBGPD on Linux).
 | step | action | expected on every receiver |
 |---|---|---|
 | 010 | start | session Established; `status` shows the peer up |
-| 020 | ban the attacker (IPv4, IPv6) | route with 65535:666; FRR/BIRD: kernel blackhole, probe dropped |
+| 020 | ban the attacker (IPv4, IPv6) | route with 65535:666; FRR/BIRD: kernel blackhole, probe dropped; the injector's kernel backend has it too |
 | 030 | withdraw | route gone, traffic flows |
-| 040 | kill -9 ExaBGP: ban gets exit code 6 (pending); start ExaBGP | every active route back, no new ban |
+| 040 | kill -9 ExaBGP: ban gets exit code 6 (pending), the kernel backend stays active; start ExaBGP | every active route back, no new ban |
 | 050 | reset the BGP session from the receiver | routes back (ExaBGP's adj-rib-out) |
 | 060 | kill -9 the daemon, start it | routes stay; replay finds them in place |
 | 070 | ban with a 2 s ban time | route appears, then goes by itself |
@@ -67,7 +67,7 @@ next_hop_ipv6 = "2001:db8:1::2"
 {FW1.strip()}
 local_address = "198.51.100.2"
 [backends.kernel]
-enabled = false
+enabled = true
 [backends.exabgp]
 enabled = true
 bridge_socket = "{{workdir}}/exabgp.sock"
@@ -145,9 +145,12 @@ class Lab:
             raise AssertionError(f"{self.name}: {err}\nstatus: {self.status()}\n{self.exabgp.log_tail(20)}"
                                  f"\n{self.daemon.log_tail(20)}\n{self.receiver.log_tail(20)}") from None
 
-    def blackholed(self, prefix: str) -> bool:
-        route = kernel_routes(self.topo, "firewall").get(prefix)
+    def blackholed(self, prefix: str, node: str = "firewall") -> bool:
+        route = kernel_routes(self.topo, node).get(prefix)
         return route is not None and route.type == "blackhole"
+
+    def backend_states(self, prefix: str) -> dict[str, str]:
+        return {name: b["state"] for name, b in self.bans()[prefix]["backends"].items()}
 
 
 def exabgp_env(daemon: F2bBgp) -> dict[str, str]:
@@ -196,8 +199,9 @@ def test_020_ban_reaches_the_receiver_with_the_blackhole_community(lab: Lab, fam
     attacker = ATTACKER[family]
     assert probe(lab.topo, HOSTS["server"][family]) == (True, True)
     lab.ban(HOSTS["attacker"][family])
-    # 1. active only after ExaBGP's done, and the receiver has it with 65535:666
-    assert lab.bans()[attacker]["state"] == "active"
+    # 1. active only after ExaBGP's done (and the kernel backend's netlink ack), and the receiver has it with 65535:666
+    assert lab.backend_states(attacker) == {"exabgp": "active", "kernel": "active"}
+    assert lab.blackholed(attacker, node="injector")
     assert_route(lab.peer, attacker, communities=[BLACKHOLE], timeout=SETTLE)
     if lab.installs:
         # 2. FRR and BIRD install it as a drop: the attacker no longer reaches the server
@@ -227,6 +231,7 @@ def test_040_exabgp_restart_replays_every_active_route(lab: Lab) -> None:
     for family in FAMILIES:
         assert_no_route(lab.peer, ATTACKER[family], timeout=SETTLE)
     lab.wait(lambda: all(b["state"] == "pending" for b in lab.bans().values()), "bans pending while ExaBGP is down")
+    assert all(lab.backend_states(p) == {"exabgp": "pending", "kernel": "active"} for p in ATTACKER.values())
     # 2. a ban while ExaBGP is down is stored, and the client says so with exit code 6
     result = lab.daemon.cli("ban", SPARE["4"])
     assert result.returncode == ExitCode.PENDING, result.stdout + result.stderr
