@@ -28,7 +28,7 @@ def render(config: Config) -> dict[str, str]:
             "exabgp.conf",
             header=head("exabgp.conf", _conf_placeholders(p, socket)),
             socket_option=_socket_option(socket),
-            router_id=_router_id(p),
+            router_id=p.injector_id("ExaBGP"),
             local_as=p.injector_as,
             neighbors="\n".join(_neighbor(s) for s in p.sessions),
         ),
@@ -47,14 +47,6 @@ def _socket_option(socket: Path) -> str:
         raise ConfigError(["backends.exabgp.bridge_socket: no spaces, quotes, ';', braces or brackets, "
                            "it goes on ExaBGP's run line"])
     return f" --socket {socket}"
-
-
-def _router_id(p: Peering) -> str:
-    """ExaBGP needs one for a session over IPv6, and 0.0.0.0 (the config's default) is no identifier."""
-    if p.injector_router_id.version != 4 or int(p.injector_router_id) == 0:
-        raise ConfigError([f"bgp.router_id: an IPv4 address other than 0.0.0.0 is required to render the ExaBGP "
-                           f"config, not {p.injector_router_id}"])
-    return str(p.injector_router_id)
 
 
 def _neighbor(s: Session) -> str:

@@ -71,7 +71,7 @@ def render_injector(config: Config) -> dict[str, str]:
             blackhole=BLACKHOLE,
             communities=" ".join(p.communities),
             injector_as=p.injector_as,
-            router_id=p.injector_router_id,
+            router_id=p.injector_id("FRR injector"),
             neighbors="\n".join(_neighbor(s) for s in p.sessions),
             neighbors4="\n".join(_neighbor_af(s, activate=False) for s in p.sessions),
             neighbors6="\n".join(_neighbor_af(s, activate=True) for s in p.sessions),

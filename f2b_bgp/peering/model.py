@@ -56,6 +56,13 @@ class Peering:
     injector_as: int
     injector_router_id: IPAddress
 
+    def injector_id(self, daemon: str) -> str:
+        """The injector's router id for DAEMON's config; 0.0.0.0 (the config's default) is no identifier."""
+        if self.injector_router_id.version != 4 or int(self.injector_router_id) == 0:
+            raise ConfigError([f"bgp.router_id: an IPv4 address other than 0.0.0.0 is required to render the "
+                               f"{daemon} config, not {self.injector_router_id}"])
+        return str(self.injector_router_id)
+
     def refused_for(self, version: int) -> tuple[ProtectedPrefix, ...]:
         return tuple(p for p in self.refused if p.prefix.version == version)
 

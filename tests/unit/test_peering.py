@@ -168,6 +168,9 @@ def test_exabgp_header_names_the_config_key_of_each_value() -> None:
     assert "bgp.peers[].local_address" in files["exabgp.env"]
 
 
+PEER = {"name": "fw", "address": "198.51.100.1", "asn": 65000, "local_address": "198.51.100.2"}
+
+
 @pytest.mark.parametrize("bgp, backend, problem", [
     ({}, {}, r"bgp.router_id: an IPv4 address other than 0.0.0.0 is required"),
     ({"router_id": "2001:db8::2"}, {}, r"bgp.router_id: an IPv4 address"),
@@ -175,10 +178,15 @@ def test_exabgp_header_names_the_config_key_of_each_value() -> None:
      r"backends.exabgp.bridge_socket: no spaces"),
 ])
 def test_exabgp_config_errors(bgp: dict, backend: dict, problem: str) -> None:
-    peer = {"name": "fw", "address": "198.51.100.1", "asn": 65000, "local_address": "198.51.100.2"}
-    config = parse_config({"bgp": {**bgp, "peers": [peer]}, "backends": {"exabgp": backend}})
+    config = parse_config({"bgp": {**bgp, "peers": [PEER]}, "backends": {"exabgp": backend}})
     with pytest.raises(ConfigError, match=problem):
         render("exabgp", config)
+
+
+def test_frr_injector_refuses_the_default_router_id() -> None:
+    with pytest.raises(ConfigError, match=r"bgp.router_id: an IPv4 address other than 0.0.0.0 is required to render "
+                                          r"the FRR injector config, not 0.0.0.0"):
+        render("frr-injector", parse_config({"bgp": {"peers": [PEER]}}))
 
 
 BIN = Path(sys.executable).parent
