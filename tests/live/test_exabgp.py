@@ -15,6 +15,7 @@ lab's config (RIB only, as OpenBGPD on Linux).
 | 050 | reset the BGP session from the receiver | routes back (ExaBGP's adj-rib-out) |
 | 060 | kill -9 the daemon, start it | routes stay; replay finds them in place |
 | 070 | ban with a 2 s ban time | route appears, then goes by itself |
+| 080 | SIGSTOP ExaBGP: the ban times out (exit code 6, pending); SIGCONT | the replay makes it active, nothing stray |
 | 900 | 10,000 IPv6 bans over one API connection | all 10,000 on the receiver; flush: none |
 """
 
@@ -58,6 +59,7 @@ ATTACKER = {f: host_prefix(HOSTS["attacker"][f]) for f in FAMILIES}
 SPARE = {"4": "203.0.113.201", "6": "2001:db8:203::201"}
 SETTLE = 30
 STORM = 10_000
+ACK_TIMEOUT = 3
 
 DAEMON_CONFIG = lab_config(retry_interval=1, guards="max_routes = 20000\nmax_rate = 20000", rest=f"""[bgp]
 local_as = 65001
@@ -72,6 +74,7 @@ enabled = true
 enabled = true
 bridge_socket = "{{workdir}}/exabgp.sock"
 batch_size = 200
+ack_timeout = {ACK_TIMEOUT}
 """)
 
 
@@ -276,6 +279,28 @@ def test_070_expiry_withdraws_by_itself(lab: Lab) -> None:
     assert_route(lab.peer, ATTACKER["6"], communities=[BLACKHOLE], timeout=SETTLE)
     assert_no_route(lab.peer, ATTACKER["6"], timeout=SETTLE)
     assert ATTACKER["6"] not in lab.bans()
+
+
+def test_080_a_stalled_exabgp_times_out_and_the_replay_repairs_it(lab: Lab) -> None:
+    exabgp = lab.exabgp.processes[-1]
+    exabgp.kill(signal.SIGSTOP)
+    try:
+        # 1. no ack within ack_timeout: the ban is stored, pending, and the client says so
+        result = lab.daemon.cli("ban", HOSTS["attacker"]["4"])
+        assert result.returncode == ExitCode.PENDING, result.stdout + result.stderr
+        assert lab.backend_states(ATTACKER["4"]) == {"exabgp": "pending", "kernel": "active"}
+        status = lab.status()
+        assert status["sent"]["timeouts"] >= 1 and "ack" in status["last_error"], status
+        # 2. the bridge reconnects at once, and the replay's `show adj-rib out` times out as well
+        lab.wait(lambda: lab.status()["sent"]["timeouts"] >= 2, "the replay timed out too", timeout=4 * ACK_TIMEOUT)
+    finally:
+        exabgp.kill(signal.SIGCONT)
+    # 3. ExaBGP runs again: the late acks and show output go nowhere, the next reconnect replays the store
+    assert_route(lab.peer, ATTACKER["4"], communities=[BLACKHOLE], timeout=SETTLE)
+    lab.wait(lambda: lab.bans()[ATTACKER["4"]]["state"] == "active", "ban active after the replay")
+    lab.daemon.call("flush")
+    assert_no_route(lab.peer, ATTACKER["4"], timeout=SETTLE)
+    assert ipv6_count(lab.receiver) == 0
 
 
 def test_900_ten_thousand_bans_arrive_and_go(lab: Lab) -> None:
