@@ -195,6 +195,8 @@ def test_010_session_up_and_status_shows_the_peer(lab: Lab) -> None:
     lab.wait(lambda: lab.peer_state()[0] == "up", "status: peer up")
     status = lab.status()
     assert status["ready"] and status["bridge"]["exabgp_pid"] == lab.exabgp.processes[-1].pid
+    text = lab.daemon.cli("status").stdout
+    assert f"(ExaBGP pid {lab.exabgp.processes[-1].pid})" in text and f"peer {FIREWALL}: up since" in text, text
 
 
 @pytest.mark.parametrize("family", FAMILIES)
