@@ -48,6 +48,17 @@ class Harness:
         conn.settimeout(10)
         return conn, (line.rstrip(b"\n") for line in conn.makefile("rb"))
 
+    def connected(self) -> tuple[socket.socket, Iterator[bytes]]:
+        """The daemon's side of the bridge's first connection, past the hello line."""
+        self.listen()
+        conn, lines = self.accept()
+        next(lines)
+        return conn, lines
+
+    def command_reaches_exabgp(self, conn: socket.socket) -> None:
+        conn.sendall(COMMAND + b"\n")
+        assert self.exabgp_reads() == COMMAND
+
     def close(self) -> None:
         if self.acks_w >= 0:
             os.close(self.acks_w)  # ExaBGP went away: the bridge must end
@@ -71,37 +82,43 @@ def test_hello_then_neighbor_states_seen_before_the_daemon_came(harness: Harness
     hello = json.loads(next(lines))
     assert hello["bridge"]["pid"] == os.getpid()
     assert next(lines) == STATE_UP  # a whole line of its own, not glued to the next one
-    conn.sendall(COMMAND + b"\n")
-    assert harness.exabgp_reads() == COMMAND
+    harness.command_reaches_exabgp(conn)
     harness.exabgp_says(b"done")
     assert next(lines) == b"done"
 
 
 def test_a_line_that_is_not_our_command_never_reaches_exabgp(harness: Harness) -> None:
-    harness.listen()
-    conn, lines = harness.accept()
-    next(lines)  # hello
+    conn, lines = harness.connected()
     for hostile in (b"shutdown", b"announce route 203.0.113.5/32 next-hop self\x00; rm -rf /", "announce attributes é".encode()):
         conn.sendall(hostile + b"\n")
         assert next(lines) == b"error"
-    conn.sendall(COMMAND + b"\n")
-    assert harness.exabgp_reads() == COMMAND  # the first line ExaBGP got is the valid one
+    harness.command_reaches_exabgp(conn)  # the first line ExaBGP got is the valid one
 
 
 def test_the_ack_of_a_closed_connection_does_not_answer_the_next_one(harness: Harness) -> None:
-    harness.listen()
-    conn, lines = harness.accept()
-    next(lines)
-    conn.sendall(COMMAND + b"\n")
-    assert harness.exabgp_reads() == COMMAND
+    conn, lines = harness.connected()
+    harness.command_reaches_exabgp(conn)
     conn.shutdown(socket.SHUT_RDWR)  # the daemon gave up on it (ack timeout); the bridge reconnects
     conn2, lines2 = harness.accept()
     next(lines2)
     harness.exabgp_says(b"done")  # the late ack of the first connection's command
-    conn2.sendall(COMMAND + b"\n")
-    assert harness.exabgp_reads() == COMMAND
+    harness.command_reaches_exabgp(conn2)
     harness.exabgp_says(b"error")
     assert next(lines2) == b"error"
+
+
+def test_the_show_output_of_a_closed_connection_does_not_reach_the_next_one(harness: Harness) -> None:
+    conn, _ = harness.connected()
+    conn.sendall(b"show adj-rib out\n")
+    assert harness.exabgp_reads() == b"show adj-rib out"
+    conn.shutdown(socket.SHUT_RDWR)
+    conn2, lines2 = harness.accept()
+    next(lines2)
+    harness.exabgp_says(b"neighbor 198.51.100.1 ipv4 unicast 203.0.113.5/32 next-hop 198.51.100.2")  # late output
+    harness.exabgp_says(b"done")
+    harness.command_reaches_exabgp(conn2)
+    harness.exabgp_says(b"done")
+    assert next(lines2) == b"done"  # the first line the new connection gets is its own ack
 
 
 def test_the_bridge_ends_when_exabgp_closes_its_stdin(harness: Harness) -> None:
