@@ -60,6 +60,7 @@ class _Link:
         self.connected = time.time()
         self.reply: asyncio.Future[str] | None = None
         self.output: list[str] = []
+        self.overflow = False  # the command in flight said more than output_cap lines
 
     def close(self) -> None:
         self.writer.close()
@@ -73,6 +74,8 @@ class ExabgpBackend(Backend):
     def __init__(self, config: Config) -> None:
         super().__init__()
         self.bgp, self.settings, self.daemon = config.bgp, config.exabgp, config.daemon
+        # `show adj-rib out` gives a line per route and peer
+        self.output_cap = (config.guards.max_routes + 1000) * max(1, len(config.bgp.peers))
         self.server: asyncio.AbstractServer | None = None
         self.link: _Link | None = None
         self.queue: deque[_Item] = deque()
@@ -129,10 +132,16 @@ class ExabgpBackend(Backend):
     async def installed(self) -> set[IPNetwork] | None:
         if self.link is None:
             return None
+        link = self.link
         try:
-            return parse_adj_rib_out(await self._exchange(self.link, SHOW_ADJ_RIB_OUT))
+            output = await self._exchange(link, SHOW_ADJ_RIB_OUT)
         except BackendUnavailable:
             return None
+        if link.overflow:
+            log.warning("exabgp adj-rib-out longer than %d lines: not compared, pending bans are retried",
+                        self.output_cap)
+            return None
+        return parse_adj_rib_out(output)
 
     def status(self) -> dict[str, Any]:
         link = self.link
@@ -231,7 +240,7 @@ class ExabgpBackend(Backend):
             if self.link is not link:
                 raise BackendUnavailable("ExaBGP bridge disconnected")
             link.reply = asyncio.get_running_loop().create_future()
-            link.output = []
+            link.output, link.overflow = [], False
             link.writer.write(line.encode("ascii") + b"\n")
             self.counts["lines"] += 1
             try:
@@ -291,8 +300,11 @@ class ExabgpBackend(Backend):
             elif line in ("done", "error"):
                 if link.reply is not None and not link.reply.done():
                     link.reply.set_result(line)
-            elif link.reply is not None and len(link.output) < 10 * self.settings.max_in_flight + 10000:
-                link.output.append(line)
+            elif link.reply is not None:
+                if len(link.output) < self.output_cap:
+                    link.output.append(line)
+                else:
+                    link.overflow = True
 
     def _event(self, line: str) -> None:
         """A JSON message from ExaBGP: neighbor states are kept; a shutdown is logged."""
