@@ -1,6 +1,6 @@
 # f2b-bgp: set-up, tests, demo and benchmarks on a Debian machine, as root.
 PYTHON ?= python3
-APT_PACKAGES := frr bird2 openbgpd gobgpd fail2ban iproute2 nftables
+APT_PACKAGES := frr bird2 openbgpd gobgpd fail2ban iproute2 nftables systemd
 export PIP_BREAK_SYSTEM_PACKAGES := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
