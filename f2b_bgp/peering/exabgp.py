@@ -8,7 +8,7 @@ from pathlib import Path
 from f2b_bgp.config import Config
 from f2b_bgp.errors import ConfigError
 
-from .model import Peering, Placeholder, Session, peering
+from .model import Peering, Placeholder, Session, injector_sessions, peering
 from .text import header, template
 
 # The bridge's own default (`f2b-bgp exabgp-bridge --socket`): the run line names the socket
@@ -66,21 +66,9 @@ def _bind(p: Peering) -> list[str]:
 
 def _conf_placeholders(p: Peering, socket: Path) -> list[Placeholder]:
     where = "the bridge's default, so not on the run line" if socket == DEFAULT_BRIDGE_SOCKET else "on the run line"
-    found = [
-        Placeholder(str(p.injector_as), "bgp.local_as", "the injector's AS"),
-        Placeholder(str(p.injector_router_id), "bgp.router_id", "the injector's router id"),
+    return injector_sessions(p, names=True) + [
         Placeholder(str(socket), "backends.exabgp.bridge_socket", f"the daemon's bridge socket ({where})"),
     ]
-    for s in p.sessions:
-        key = f"bgp.peers[{s.index}]"
-        found += [
-            Placeholder(str(s.firewall), f"{key}.address", f"firewall {s.name}"),
-            Placeholder(str(s.firewall_as), f"{key}.asn", f"firewall {s.name}'s AS"),
-            Placeholder(str(s.injector), f"{key}.local_address", "the injector's address toward it"),
-        ]
-        if s.name:
-            found.append(Placeholder(s.name, f"{key}.name", "its description"))
-    return found
 
 
 def _bind_placeholder(p: Peering) -> Placeholder:

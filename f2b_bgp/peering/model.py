@@ -147,7 +147,8 @@ def discard_placeholder(p: Peering) -> Placeholder:
                        "discard next-hops routed to Null0, never accepted as blackholes")
 
 
-def injector_placeholders(p: Peering) -> list[Placeholder]:
+def injector_sessions(p: Peering, names: bool = False) -> list[Placeholder]:
+    """The injector's AS and router id, and each session (with its name as the description if NAMES)."""
     found = [
         Placeholder(str(p.injector_as), "bgp.local_as", "the injector's AS"),
         Placeholder(str(p.injector_router_id), "bgp.router_id", "the injector's router id"),
@@ -159,7 +160,13 @@ def injector_placeholders(p: Peering) -> list[Placeholder]:
             Placeholder(str(s.firewall_as), f"{key}.asn", f"firewall {s.name}'s AS"),
             Placeholder(str(s.injector), f"{key}.local_address", "the injector's address toward it"),
         ]
-    return found + _policy(p, "never announced") + [discard_placeholder(p)]
+        if names and s.name:
+            found.append(Placeholder(s.name, f"{key}.name", "its description"))
+    return found
+
+
+def injector_placeholders(p: Peering) -> list[Placeholder]:
+    return injector_sessions(p) + _policy(p, "never announced") + [discard_placeholder(p)]
 
 
 def _policy(p: Peering, refused: str) -> list[Placeholder]:
