@@ -26,19 +26,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from api_throughput import pipelined, timed, wait_for  # noqa: E402  (a sibling script, not a package)
+from api_throughput import CONFIG as API_CONFIG, pipelined, timed, wait_for  # noqa: E402  (a sibling script, not a package)
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-CONFIG = """
-[daemon]
-socket = "{dir}/api.sock"
-database = "{dir}/state.db"
-[guards]
-protected = ["198.51.100.0/24"]
-allow_special = ["2001:db8:203::/48"]
-max_routes = {n}
-max_rate = {n}
-[bgp]
+CONFIG = API_CONFIG + """[bgp]
 local_as = 65001
 router_id = "198.51.100.2"
 next_hop_ipv6 = "2001:db8:1::2"
