@@ -270,11 +270,12 @@ class Service:
                 log.warning("withdraw backend=%s prefix=%s error=%r (reconcile retries)", backend.name, prefix, error)
 
     async def _retry_pending(self) -> None:
-        states = self.store.states()
-        wanted = self.store.wanted()
         for backend in self.backends:
-            stuck = _stuck(backend, wanted, states)
-            if stuck and backend.ready:
+            if not backend.ready:
+                continue
+            # read with no await in between: a locked prefix has a request in flight, which owns it
+            stuck = [p for p in _stuck(backend, self.store.wanted(), self.store.states()) if p not in self.locks]
+            if stuck:
                 await self._converge(stuck, [backend])
 
     async def _reconcile_backend(self, backend: Backend) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """An in-memory backend and a service around it, for unit tests of the logic."""
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,10 +21,15 @@ class MemoryBackend(Backend):
         self.routes: set[str] = set()
         self.failing: set[str] = set()
         self.available = True
+        self.announced: list[str] = []  # every prefix asked for, in order, repeats included
+        self.gate: asyncio.Event | None = None  # set: announce waits for it (an ack still on its way)
 
     async def announce(self, prefixes: Sequence[IPNetwork]) -> Failures:
         if not self.available:
             raise BackendUnavailable("not connected")
+        self.announced += [str(p) for p in prefixes]
+        if self.gate is not None:
+            await self.gate.wait()
         self.routes |= {str(p) for p in prefixes if str(p) not in self.failing}
         return {p: "refused by test" for p in prefixes if str(p) in self.failing}
 

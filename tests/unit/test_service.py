@@ -93,6 +93,23 @@ def test_unacknowledged_ban_stays_pending_and_is_retried(tmp_path: Path) -> None
     assert backend.routes == {A} and service.status()["routes"] == {"active": 1, "pending": 0}
 
 
+def test_retry_leaves_a_ban_in_flight_to_its_own_request(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path)
+
+    async def scenario() -> None:
+        backend.gate = asyncio.Event()
+        ban = asyncio.create_task(service.ban(BanRequest(A)))
+        while not backend.announced:  # the ban is stored and waits for its ack
+            await asyncio.sleep(0)
+        # it looks pending in the store, but its request owns it: no second announce, no wait for its lock
+        await asyncio.wait_for(service._retry_pending(), 5)
+        backend.gate.set()
+        assert (await ban)["state"] == "active"
+
+    run(scenario())
+    assert backend.announced == [A]
+
+
 def test_expiry_withdraws_without_an_unban(tmp_path: Path) -> None:
     service, backend, clock = make(tmp_path)
 
