@@ -3,6 +3,8 @@
 * one `f2b-bgp ban` process  vs  one `python3 -c pass` process (interpreter start-up)
 * N bans on one API connection (kernel backend, real routes in a throw-away
   namespace)  vs  N pings on the same connection (the API round trip alone)
+* the daemon's resident memory after N bans  vs  the same daemon idle, and after
+  the same N bans again (each extends its ban)  vs  after the first N (growth)
 
 Run as root: python3 bench/api_throughput.py [N]
 """
@@ -57,6 +59,14 @@ def wait_for(path: Path, deadline: float) -> None:
         time.sleep(0.02)
 
 
+def rss(pid: int) -> int:
+    """Resident memory of a process, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit(f"no VmRSS for pid {pid}")
+
+
 def main() -> None:
     ns = "f2bbench" + secrets.token_hex(3)
     work = Path(tempfile.mkdtemp(prefix="f2b-bench-"))
@@ -74,14 +84,20 @@ def main() -> None:
         one_ban = timed(lambda: [subprocess.run([*cli, "ban", f"203.0.113.{i + 1}"], check=True, stdout=subprocess.DEVNULL)
                                  for i in range(PROCESSES)], PROCESSES)
         ping = timed(lambda: pipelined(str(sock), [{"op": "ping"}] * N), N)
-        bans = timed(lambda: pipelined(str(sock), [{"op": "ban", "prefix": f"2001:db8:203::{i:x}", "jail": "bench"}
-                                                   for i in range(N)]), N)
+        idle = rss(daemon.pid)  # `ip netns exec` execs the daemon: same pid
+        ban_requests = [{"op": "ban", "prefix": f"2001:db8:203::{i:x}", "jail": "bench"} for i in range(N)]
+        bans = timed(lambda: pipelined(str(sock), ban_requests), N)
+        loaded = rss(daemon.pid)
+        pipelined(str(sock), ban_requests)
+        again = rss(daemon.pid)
         routes = subprocess.run(["ip", "-n", ns, "-6", "route", "show", "proto", "201"], capture_output=True, text=True)
         assert routes.stdout.count("\n") == N, "not every ban reached the kernel"
         print(f"client process: f2b-bgp ban {one_ban * 1000:.1f} ms, python3 -c pass {start_up * 1000:.1f} ms, "
               f"ratio {one_ban / start_up:.2f}")
         print(f"API, {N} requests on one connection: ban {bans * 1e6:.0f} us, ping {ping * 1e6:.0f} us, "
               f"ratio {bans / ping:.1f} ({1 / bans:.0f} bans/s with kernel routes)")
+        print(f"daemon memory: idle {idle / 2**20:.1f} MiB, after {N} pipelined bans {loaded / 2**20:.1f} MiB, "
+              f"ratio {loaded / idle:.2f}; the same bans again {again / 2**20:.1f} MiB, ratio {again / loaded:.2f}")
     finally:
         if daemon is not None:
             daemon.terminate()

@@ -307,6 +307,7 @@ def test_080_a_stalled_exabgp_times_out_and_the_replay_repairs_it(lab: Lab) -> N
 
 def test_900_ten_thousand_bans_arrive_and_go(lab: Lab) -> None:
     prefixes = [f"2001:db8:203:1::{i:x}" for i in range(1, STORM + 1)]
+    lab.wait(lambda: lab.status()["ready"], "bridge connected")  # also when run alone (-k 900)
     started = time.monotonic()
     answers = pipelined_bans(lab.daemon.socket, prefixes)
     took = time.monotonic() - started
