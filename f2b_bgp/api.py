@@ -7,15 +7,14 @@ many bans and the ExaBGP backend can batch them) and answered in order.
 from __future__ import annotations
 
 import asyncio
-import grp
 import json
 import logging
 import math
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from . import unix_socket
 from .errors import F2bBgpError, RequestError
 from .service import BanRequest, Service
 
@@ -148,24 +147,13 @@ class ApiServer:
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.is_socket():
-            self.path.unlink()
-        old = os.umask(0o177)  # never world-accessible, not even for a moment
-        try:
-            self.server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=MAX_LINE)
-        finally:
-            os.umask(old)
-        if self.group:
-            os.chown(self.path, -1, grp.getgrnam(self.group).gr_gid)
-        os.chmod(self.path, self.mode)
+        self.server = await unix_socket.listen(self._client, self.path, self.mode, self.group, MAX_LINE)
 
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
-        if self.path.is_socket():
-            self.path.unlink()
+        unix_socket.remove(self.path)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         answers: asyncio.Queue[asyncio.Task[dict[str, Any]] | None] = asyncio.Queue(MAX_IN_FLIGHT)

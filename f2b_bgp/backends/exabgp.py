@@ -14,11 +14,8 @@ the difference to the store is announced or withdrawn.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import grp
 import json
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -27,6 +24,7 @@ from typing import Any
 
 from netaddr import AddrFormatError, IPAddress, IPNetwork
 
+from .. import unix_socket
 from ..config import Config
 from .base import Backend, BackendUnavailable, Failures
 from .exabgp_lines import SHOW_ADJ_RIB_OUT, Verb, commands, parse_adj_rib_out
@@ -91,18 +89,8 @@ class ExabgpBackend(Backend):
     # life cycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        path = self.settings.bridge_socket
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_socket():
-            path.unlink()
-        old = os.umask(0o177)
-        try:
-            self.server = await asyncio.start_unix_server(self._accept, path=str(path), limit=MAX_LINE)
-        finally:
-            os.umask(old)
-        if self.daemon.socket_group:
-            os.chown(path, -1, grp.getgrnam(self.daemon.socket_group).gr_gid)
-        os.chmod(path, self.daemon.socket_mode)
+        self.server = await unix_socket.listen(self._accept, self.settings.bridge_socket, self.daemon.socket_mode,
+                                               self.daemon.socket_group, MAX_LINE)
         self.sender = asyncio.create_task(self._send_loop())
 
     async def stop(self) -> None:
@@ -114,8 +102,7 @@ class ExabgpBackend(Backend):
         for task in [*self.tasks, *([self.sender] if self.sender else [])]:
             task.cancel()
         await asyncio.gather(*self.tasks, *([self.sender] if self.sender else []), return_exceptions=True)
-        if self.settings.bridge_socket.is_socket():
-            self.settings.bridge_socket.unlink()
+        unix_socket.remove(self.settings.bridge_socket)
 
     @property
     def ready(self) -> bool:
