@@ -16,6 +16,8 @@ from .errors import ConfigError
 from .guards import GuardPolicy, ProtectedPrefix
 
 DEFAULT_PATH = Path("/etc/f2b-bgp/config.toml")
+# also `f2b-bgp exabgp-bridge --socket`'s default, written there again to keep config out of the bridge's start-up
+DEFAULT_BRIDGE_SOCKET = Path("/run/f2b-bgp/exabgp.sock")
 BLACKHOLE = "65535:666"
 
 T = TypeVar("T")
@@ -350,7 +352,7 @@ def _kernel(r: _Reader) -> KernelConfig:
 def _exabgp(r: _Reader) -> ExabgpConfig:
     return ExabgpConfig(
         enabled=r.get("enabled", bool, False),
-        bridge_socket=Path(r.get("bridge_socket", str, "/run/f2b-bgp/exabgp.sock")),
+        bridge_socket=Path(r.get("bridge_socket", str, str(DEFAULT_BRIDGE_SOCKET))),
         batch_size=r.number("batch_size", int, 200, 1, 5000),
         ack_timeout=r.number("ack_timeout", float, 10.0, 0.1, 600),
         max_in_flight=r.number("max_in_flight", int, 2000, 1, 100000),

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from f2b_bgp.config import Config
+from f2b_bgp.config import DEFAULT_BRIDGE_SOCKET, Config
 from f2b_bgp.errors import ConfigError
 
 from .model import Peering, Placeholder, Session, injector_sessions, peering
 from .text import header, template
 
-# The bridge's own default (`f2b-bgp exabgp-bridge --socket`): the run line names the socket
-# only when the config moves it, so F2B_BGP_BRIDGE_SOCKET can still move it for the default.
-DEFAULT_BRIDGE_SOCKET = Path("/run/f2b-bgp/exabgp.sock")
+# The run line names the bridge socket only when the config moves it from DEFAULT_BRIDGE_SOCKET (the
+# bridge's own default), so F2B_BGP_BRIDGE_SOCKET can still move it for the default.
 
 
 def render(config: Config) -> dict[str, str]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from f2b_bgp.config import load_config, parse_config
+from f2b_bgp.cli import exabgp_bridge
+from f2b_bgp.config import DEFAULT_BRIDGE_SOCKET, load_config, parse_config
 from f2b_bgp.errors import ConfigError
 from f2b_bgp.peering import FIREWALLS, TARGETS, render
 from f2b_bgp.peering.regenerate import EXAMPLE_DIRS, reference_config, reference_files
@@ -166,6 +167,12 @@ def test_exabgp_header_names_the_config_key_of_each_value() -> None:
     for key in keys:
         assert key in files["exabgp.conf"], f"exabgp.conf: header does not name {key}"
     assert "bgp.peers[].local_address" in files["exabgp.env"]
+
+
+def test_the_bridge_and_the_config_default_to_one_socket() -> None:
+    """The run line leaves the socket out at the config's default: the bridge must default to it too."""
+    (option,) = [p for p in exabgp_bridge.params if p.name == "bridge_socket"]
+    assert option.default == str(DEFAULT_BRIDGE_SOCKET)
 
 
 PEER = {"name": "fw", "address": "198.51.100.1", "asn": 65000, "local_address": "198.51.100.2"}
