@@ -12,17 +12,15 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__
+from . import __version__, defaults
 from .client import Client
 from .errors import EXIT_CODE_HELP, ExitCode, F2bBgpError, PendingError
-
-DEFAULT_SOCKET = "/run/f2b-bgp/f2b-bgp.sock"
 EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {c.value}  {c.name.lower()}: {EXIT_CODE_HELP[c]}" for c in ExitCode)
 
 
 class Context:
     def __init__(self, config: str | None, socket: str | None, debug: bool) -> None:
-        self.config = config or os.environ.get("F2B_BGP_CONFIG") or "/etc/f2b-bgp/config.toml"
+        self.config = config or os.environ.get("F2B_BGP_CONFIG") or defaults.CONFIG_PATH
         self.socket_override = socket or os.environ.get("F2B_BGP_SOCKET")
         self.debug = debug
 
@@ -33,9 +31,9 @@ class Context:
             return self.socket_override
         try:
             with open(self.config, "rb") as fh:
-                return str(tomllib.load(fh).get("daemon", {}).get("socket", DEFAULT_SOCKET))
+                return str(tomllib.load(fh).get("daemon", {}).get("socket", defaults.API_SOCKET))
         except (OSError, tomllib.TOMLDecodeError, AttributeError):
-            return DEFAULT_SOCKET
+            return defaults.API_SOCKET
 
     def call(self, op: str, **fields: Any) -> dict[str, Any]:
         with Client(self.socket) as client:
@@ -57,12 +55,16 @@ def cli(ctx: click.Context, config: str | None, socket: str | None, debug: bool)
 
 
 @cli.command()
+@click.option("--adopt", "unaccounted", flag_value="adopt",
+              help="A new or empty store: keep the routes of ours found in a backend as bans (default bantime).")
+@click.option("--discard", "unaccounted", flag_value="discard",
+              help="A new or empty store: withdraw the routes of ours found in a backend.")
 @pass_ctx
-def serve(ctx: Context) -> None:
+def serve(ctx: Context, unaccounted: str | None) -> None:
     """Run the daemon in the foreground."""
-    from .daemon import run
+    from .daemon import Unaccounted, run
 
-    run(Path(ctx.config), debug=ctx.debug)
+    run(Path(ctx.config), debug=ctx.debug, unaccounted=Unaccounted(unaccounted or "refuse"))
 
 
 @cli.command()
@@ -75,7 +77,12 @@ def serve(ctx: Context) -> None:
 def ban(ctx: Context, address: str, jail: str, bantime: int | None, started: float | None, reason: str) -> None:
     """Blackhole ADDRESS (idempotent: a repeat ban extends the expiry)."""
     result = ctx.call("ban", prefix=address, jail=jail, bantime=bantime, started=started, reason=reason)
-    click.echo(f"{result['prefix']} {result['state']} until {_when(result['expires'])}")
+    if result["state"] == "expired":
+        click.echo(f"{result['prefix']}: not banned: this ban ended at {_when(result['expires'])} (already so)")
+        return
+    route, own = result["route_expires"], result["expires"]
+    longer = f" (this claim by {jail} until {_when(own)})" if own != route else ""
+    click.echo(f"{result['prefix']} {result['state']} until {_when(route)}{longer}")
     if result["state"] == "pending":
         raise PendingError(f"{result['prefix']} is stored but not yet acknowledged by every backend",
                            hint="the daemon retries; see 'f2b-bgp status'")
@@ -119,7 +126,7 @@ def list_(ctx: Context, jail: str | None, as_json: bool) -> None:
     rows = [("PREFIX", "JAIL", "SINCE", "EXPIRES", "STATE", "BACKEND")]
     for b in bans:
         backends = " ".join(f"{n}:{s['state']}" for n, s in b["backends"].items())
-        for owner in b["owners"]:
+        for owner in b["owners"]:  # with --jail, the daemon sends only that jail's claims
             rows.append((b["prefix"], owner["jail"], _when(owner["created"]), _when(owner["expires"]), b["state"], backends))
     _table(rows)
 
@@ -162,11 +169,9 @@ def flush(ctx: Context, jail: str | None) -> None:
 def sync(ctx: Context) -> None:
     """Compare every backend with the store now and repair drift."""
     report = ctx.call("sync")["report"]
-    for name, found in report.items():
-        if isinstance(found, dict) and "checked" in found:
-            detail = f"missing {found['missing']}, stale {found['stale']} (repaired)" if found["checked"] else "unreachable"
-            click.echo(f"{name}: {detail}")
-    if report.get("guard_withdrawn"):
+    for name, drift in report["backends"].items():
+        click.echo(f"{name}: {_drift(drift)}")
+    if report["guard_withdrawn"]:
         click.echo(f"withdrawn by guards: {', '.join(report['guard_withdrawn'])}")
 
 
@@ -179,19 +184,43 @@ def status(ctx: Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({k: v for k, v in result.items() if k != "ok"}, indent=2))
         return
-    routes, limits = result["routes"], result["limits"]
+    routes, limits, store = result["routes"], result["limits"], result["store"]
     click.echo(f"f2b-bgp {result['version']}, up {result['uptime']:.0f} s")
     click.echo(f"routes: {routes['active']} active, {routes['pending']} pending (max {limits['max_routes']})")
     click.echo(f"new bans in the last minute: {limits['bans_last_minute']} (max {limits['max_rate']})")
+    click.echo("store: writable" if store["writable"] else
+               f"store: NOT WRITABLE since {_when(store['since'])}: {store['error']} (reads work, writes are refused)")
     for name, state in result["backends"].items():
-        peers, bridge = state.pop("peers", {}), state.pop("bridge", None)
-        click.echo(f"backend {name}: " + ", ".join(f"{k}={_flat(v)}" for k, v in state.items()))
-        if bridge:
-            click.echo(f"  bridge pid {bridge['pid']} (ExaBGP pid {bridge['exabgp_pid']}) "
-                       f"connected {_when(bridge['connected'])}")
-        for address, peer in peers.items():
-            reason = f" ({peer['reason']})" if peer["reason"] else ""
-            click.echo(f"  peer {address}: {peer['state']} since {_when(peer['since'])}{reason}")
+        _backend_status(name, state)
+    last = result["last_reconcile"]
+    if last:
+        drift = "; ".join(f"{n}: {_drift(d)}" for n, d in last["backends"].items())
+        click.echo(f"last check ({last['why']}) {_when(last['at'])}: {drift}")
+
+
+def _backend_status(name: str, state: dict[str, Any]) -> None:
+    words = [("ready" if state["ready"] else "NOT READY"), f"{state['pending']} pending"]
+    if state["unaccounted"]:
+        words.append(f"{state['unaccounted']} unaccounted routes kept (see 'serve --adopt/--discard')")
+    words += [f"{k}={v}" for k, v in {**state["settings"], **state["counters"]}.items()]
+    click.echo(f"backend {name}: " + ", ".join(words))
+    if state["last_error"]:
+        click.echo(f"  last error: {state['last_error']}")
+    bridge = state["bridge"]
+    if bridge:
+        click.echo(f"  bridge pid {bridge['pid']} (ExaBGP pid {bridge['exabgp_pid']}) connected {_when(bridge['connected'])}")
+    for address, peer in state["peers"].items():
+        reason = f" ({peer['reason']})" if peer["reason"] else ""
+        click.echo(f"  peer {address}: {peer['state']} since {_when(peer['since'])}{reason}")
+
+
+def _drift(drift: dict[str, Any]) -> str:
+    if not drift["checked"]:
+        return "not checked (the backend cannot tell what it holds now)"
+    if not drift["missing"] and not drift["stale"]:
+        return "in sync"
+    done = "repaired" if drift["repaired"] else "repair pending, the daemon retries"
+    return f"missing {drift['missing']}, stale {drift['stale']} ({done})"
 
 
 @cli.command(name="check-config")
@@ -235,7 +264,7 @@ def peering(ctx: Context, target: str, peer: str | None, output_dir: Path | None
 
 
 @cli.command(name="exabgp-bridge")
-@click.option("--socket", "bridge_socket", metavar="PATH", default="/run/f2b-bgp/exabgp.sock", show_default=True,
+@click.option("--socket", "bridge_socket", metavar="PATH", default=defaults.BRIDGE_SOCKET, show_default=True,
               envvar="F2B_BGP_BRIDGE_SOCKET", show_envvar=True,
               help="The daemon's bridge socket (backends.exabgp.bridge_socket).")
 def exabgp_bridge(bridge_socket: str) -> None:
@@ -247,10 +276,6 @@ def exabgp_bridge(bridge_socket: str) -> None:
 
 def _when(ts: float | None) -> str:
     return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
-
-
-def _flat(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":")) if isinstance(value, (dict, list)) else str(value)
 
 
 def _table(rows: list[tuple[str, ...]]) -> None:
@@ -281,8 +306,12 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(ExitCode.USAGE if isinstance(exc, click.UsageError) else ExitCode.ERROR)
-    except click.Abort:
-        click.echo("aborted", err=True)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("f2b-bgp: interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except Exception as err:  # noqa: BLE001 - the last resort: one line, not a traceback
+        if debug:
+            raise
+        click.echo(f"f2b-bgp: error: internal error: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+                   " (run with --debug for the traceback)", err=True)
         sys.exit(ExitCode.ERROR)
-    except KeyboardInterrupt:
-        sys.exit(130)

@@ -4,29 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import logging
 import signal
 from pathlib import Path
 
 from .api import ApiServer
 from .backends.base import Backend
+from .backends.exabgp import ExabgpBackend, SocketAccess
+from .backends.exabgp import attributes as exabgp_attributes
 from .config import Config, load_config
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 from .guards import empty_protection
 from .hostfacts import read_host_facts
+from .logfmt import kv
+from .model import Claim
 from .service import Service
 from .store import Store
 
 log = logging.getLogger("f2b_bgp")
 
 
-def run(path: Path, debug: bool = False) -> None:
+class Unaccounted(str, enum.Enum):
+    """What to do with routes of ours that a backend holds and a new (or emptied) store does not know."""
+
+    REFUSE = "refuse"  # the default: do not start, say how to choose
+    ADOPT = "adopt"  # keep them as bans of owner 'adopted' with the default bantime
+    DISCARD = "discard"  # withdraw them
+
+
+def run(path: Path, debug: bool = False, unaccounted: Unaccounted = Unaccounted.REFUSE) -> None:
     config = load_config(path)
     logging.basicConfig(
         level=logging.DEBUG if debug else getattr(logging, config.daemon.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, unaccounted))
 
 
 async def reload(service: Service) -> None:
@@ -40,8 +53,12 @@ async def reload(service: Service) -> None:
                                                             service.config.daemon.socket):
         log.warning("reload: backend or socket settings changed; they take effect at the next restart")
     service.config = dataclasses.replace(fresh, kernel=service.config.kernel, exabgp=service.config.exabgp)
+    for backend in service.backends:
+        if isinstance(backend, ExabgpBackend) and backend.reconfigure(exabgp_attributes(fresh.bgp)):
+            log.warning(kv("reload", bgp="next-hops or communities changed", action="re-announcing every route"))
+            service.book.mark_pending(service.store.wanted(), backend.name, "attributes changed by a reload")
     report = await service.reconcile("reload")
-    log.info("reloaded config=%s guard_withdrawn=%d", fresh.path, len(report["guard_withdrawn"]))
+    log.info(kv("reloaded", config=fresh.path, guard_withdrawn=len(report.guard_withdrawn)))
 
 
 def make_backends(config: Config) -> list[Backend]:
@@ -51,16 +68,16 @@ def make_backends(config: Config) -> list[Backend]:
 
         backends.append(KernelBackend(config.kernel))
     if config.exabgp.enabled:
-        from .backends.exabgp import ExabgpBackend
-
-        backends.append(ExabgpBackend(config))
+        access = SocketAccess(config.daemon.socket_mode, config.daemon.socket_group)
+        output_cap = (config.guards.max_routes + 1000) * max(1, len(config.bgp.peers))
+        backends.append(ExabgpBackend(config.exabgp, exabgp_attributes(config.bgp), access, output_cap))
     if not backends:
         raise ConfigError(["backends: no backend enabled (backends.kernel.enabled or backends.exabgp.enabled)"],
                           str(config.path))
     return backends
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, unaccounted: Unaccounted = Unaccounted.REFUSE) -> None:
     host = await read_host_facts()
     if empty_protection(config.guards, host) and not config.guards.allow_empty_protected:
         raise ConfigError(["guards.protected: empty and no host address found; refusing to start "
@@ -84,6 +101,8 @@ async def serve(config: Config) -> None:
     try:
         for backend in backends:
             await backend.start()
+        if store.fresh:
+            await settle_unaccounted(service, unaccounted)
         await service.reconcile("start")
         try:
             await api.start()
@@ -102,3 +121,26 @@ async def serve(config: Config) -> None:
         for backend in backends:
             await backend.stop()
         store.close()
+
+
+async def settle_unaccounted(service: Service, choice: Unaccounted) -> None:
+    """A new or emptied store knows no ban: routes of ours already in a backend are not its to withdraw."""
+    found = set()
+    for backend in service.backends:
+        found |= await backend.installed() or set()
+    if not found:
+        service.keep_unaccounted = choice is Unaccounted.REFUSE
+        return
+    if choice is Unaccounted.REFUSE:
+        raise StoreError(
+            f"store {service.store.path} is new or empty but the backends hold {len(found)} routes of ours",
+            hint="start once with 'f2b-bgp serve --adopt' to keep them as bans (default bantime) "
+                 "or 'f2b-bgp serve --discard' to withdraw them")
+    if choice is Unaccounted.ADOPT:
+        now = service.clock()
+        expires = now + service.config.daemon.default_bantime
+        for prefix in sorted(found):
+            service.store.upsert_claim(Claim(prefix, "adopted", "found in a backend at start", now, expires))
+        service.book.mark_pending(found)
+    service.keep_unaccounted = False
+    log.warning(kv("unaccounted", routes=len(found), action=choice.value))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
-from netaddr import IPNetwork
+from ..model import BackendStatus, Prefix
 
 # prefix -> one-line error, for the prefixes a backend did NOT apply
-Failures = dict[IPNetwork, str]
+Failures = dict[Prefix, str]
 
 
 class BackendUnavailable(Exception):
@@ -46,14 +45,15 @@ class Backend(ABC):
         return True
 
     @abstractmethod
-    async def announce(self, prefixes: Sequence[IPNetwork]) -> Failures: ...
+    async def announce(self, prefixes: Sequence[Prefix]) -> Failures: ...
 
     @abstractmethod
-    async def withdraw(self, prefixes: Sequence[IPNetwork]) -> Failures: ...
+    async def withdraw(self, prefixes: Sequence[Prefix]) -> Failures: ...
 
     @abstractmethod
-    async def installed(self) -> set[IPNetwork] | None:
+    async def installed(self) -> set[Prefix] | None:
         """What the backend holds now that is ours; None when it cannot tell."""
 
-    def status(self) -> dict[str, Any]:
-        return {"ready": self.ready}
+    def status(self) -> BackendStatus:
+        """The service fills in `pending`."""
+        return BackendStatus(ready=self.ready)

@@ -8,11 +8,11 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from netaddr import IPNetwork
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..config import KernelConfig
+from ..model import BackendStatus, Prefix
 from .base import Backend, BackendUnavailable, Failures
 
 log = logging.getLogger(__name__)
@@ -40,19 +40,19 @@ class KernelBackend(Backend):
     def ready(self) -> bool:
         return self.ipr is not None
 
-    def _route(self, prefix: IPNetwork) -> dict[str, Any]:
+    def _route(self, prefix: Prefix) -> dict[str, Any]:
         spec: dict[str, Any] = {"dst": str(prefix), "proto": self.config.protocol, "table": self.config.table}
         if self.config.metric:
             spec["priority"] = self.config.metric
         return spec
 
-    async def announce(self, prefixes: Sequence[IPNetwork]) -> Failures:
+    async def announce(self, prefixes: Sequence[Prefix]) -> Failures:
         return await self._each("replace", prefixes, type=self.config.route_type.value)
 
-    async def withdraw(self, prefixes: Sequence[IPNetwork]) -> Failures:
+    async def withdraw(self, prefixes: Sequence[Prefix]) -> Failures:
         return await self._each("del", prefixes)
 
-    async def _each(self, command: str, prefixes: Sequence[IPNetwork], **extra: Any) -> Failures:
+    async def _each(self, command: str, prefixes: Sequence[Prefix], **extra: Any) -> Failures:
         if self.ipr is None:
             raise BackendUnavailable("kernel backend not started")
         failures: Failures = {}
@@ -67,21 +67,17 @@ class KernelBackend(Backend):
                 log.warning("kernel %s prefix=%s error=%r", command, prefix, str(err))
         return failures
 
-    async def installed(self) -> set[IPNetwork] | None:
+    async def installed(self) -> set[Prefix] | None:
         if self.ipr is None:
             return None
-        found: set[IPNetwork] = set()
+        found: set[Prefix] = set()
         for family in (socket.AF_INET, socket.AF_INET6):
             dump = await self.ipr.route("dump", family=family, proto=self.config.protocol, table=self.config.table)
             async for route in dump:
-                found.add(IPNetwork(f"{route.get('dst')}/{route['dst_len']}"))
+                found.add(Prefix.parse(f"{route.get('dst')}/{route['dst_len']}"))
         return found
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "ready": self.ready,
-            "table": self.config.table,
-            "protocol": self.config.protocol,
-            "route_type": self.config.route_type.value,
-            "last_error": self.last_error,
-        }
+    def status(self) -> BackendStatus:
+        settings = {"table": self.config.table, "protocol": self.config.protocol,
+                    "route_type": self.config.route_type.value}
+        return BackendStatus(ready=self.ready, last_error=self.last_error, settings=settings)

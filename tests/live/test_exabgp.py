@@ -271,8 +271,8 @@ def test_060_daemon_restart_keeps_routes_in_place(lab: Lab) -> None:
     # the bridge reconnects; the replay finds the route in ExaBGP and sends nothing
     lab.wait(lambda: lab.status()["ready"], "bridge reconnected")
     lab.wait(lambda: lab.bans()[ATTACKER["4"]]["state"] == "active", "ban active after the replay")
-    assert lab.status()["sent"]["announced"] == 0
-    assert lab.status()["sent"]["connects"] == 1
+    assert lab.status()["counters"]["announced"] == 0
+    assert lab.status()["counters"]["connects"] == 1
     assert_route(lab.peer, ATTACKER["4"], communities=[BLACKHOLE], timeout=SETTLE)
 
 
@@ -292,9 +292,9 @@ def test_080_a_stalled_exabgp_times_out_and_the_replay_repairs_it(lab: Lab) -> N
         assert result.returncode == ExitCode.PENDING, result.stdout + result.stderr
         assert lab.backend_states(ATTACKER["4"]) == {"exabgp": "pending", "kernel": "active"}
         status = lab.status()
-        assert status["sent"]["timeouts"] >= 1 and "ack" in status["last_error"], status
+        assert status["counters"]["timeouts"] >= 1 and "ack" in status["last_error"], status
         # 2. the bridge reconnects at once, and the replay's `show adj-rib out` times out as well
-        lab.wait(lambda: lab.status()["sent"]["timeouts"] >= 2, "the replay timed out too", timeout=4 * ACK_TIMEOUT)
+        lab.wait(lambda: lab.status()["counters"]["timeouts"] >= 2, "the replay timed out too", timeout=4 * ACK_TIMEOUT)
     finally:
         exabgp.kill(signal.SIGCONT)
     # 3. ExaBGP runs again: the late acks and show output go nowhere, the next reconnect replays the store
