@@ -129,7 +129,8 @@ async def settle_unaccounted(service: Service, choice: Unaccounted) -> None:
     for backend in service.backends:
         found |= await backend.installed() or set()
     if not found:
-        service.keep_unaccounted = choice is Unaccounted.REFUSE
+        service.keep_unaccounted = choice is Unaccounted.REFUSE  # a backend that cannot tell yet (ExaBGP)
+        service.store.mark_settled()
         return
     if choice is Unaccounted.REFUSE:
         raise StoreError(
@@ -143,4 +144,5 @@ async def settle_unaccounted(service: Service, choice: Unaccounted) -> None:
             service.store.upsert_claim(Claim(prefix, "adopted", "found in a backend at start", now, expires))
         service.book.mark_pending(found)
     service.keep_unaccounted = False
+    service.store.mark_settled()
     log.warning(kv("unaccounted", routes=len(found), action=choice.value))

@@ -62,13 +62,14 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, isolation_level=None)
-            # A store without our tables (a new file, or one truncated to 0 bytes) knows
-            # nothing: the daemon must not take its silence as "withdraw everything".
-            self.fresh = self._one("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'claims'") == 0
+            tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
             self._probe()
+            # A store without our tables (a new file, or one truncated to 0 bytes) knows nothing, and
+            # stays so until a daemon settled what the backends held: its silence never means "withdraw".
+            self.fresh = "claims" not in tables or ("meta" in tables and not self._settled())
             # claims per prefix, kept beside the table so hot paths need no scan
             self.owners: dict[Prefix, int] = {}
             for text, count in self.db.execute("SELECT prefix, COUNT(*) FROM claims GROUP BY prefix"):
@@ -88,6 +89,15 @@ class Store:
     def _probe(self) -> None:
         with self._tx():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('opened', ?)", (str(time.time()),))
+
+    def _settled(self) -> bool:
+        return bool(self.db.execute("SELECT 1 FROM meta WHERE key = 'settled'").fetchall())
+
+    def mark_settled(self) -> None:
+        """The backends' routes are accounted for (none found, adopted or discarded)."""
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('settled', ?)", (str(time.time()),))
+        self.fresh = False
 
     def _tx(self) -> _Transaction:
         return _Transaction(self)

@@ -29,8 +29,8 @@ def topology() -> Iterator[Topology]:
 
 @pytest.fixture
 def daemon(topology: Topology) -> Iterator[F2bBgp]:
-    """A fresh daemon (empty state) on the injector; its start removes routes of ours left by the last one."""
-    with F2bBgp(topology.ns("injector"), CONFIG) as d:
+    """A fresh daemon (empty state) on the injector; --discard: its start removes routes of ours left by the last one."""
+    with F2bBgp(topology.ns("injector"), CONFIG, serve_args=("--discard",)) as d:
         yield d
 
 
@@ -103,6 +103,16 @@ def test_050_list_and_show(daemon: F2bBgp) -> None:
     assert "not blackholed" in refused and "refused by protected" in refused
 
 
+def test_055_list_by_jail_and_the_route_expiry_are_true(daemon: F2bBgp) -> None:
+    daemon.cli("ban", ATTACKER4, "--jail", "j3", "--bantime", "600")
+    longer = daemon.cli("ban", ATTACKER4, "--jail", "j4", "--bantime", "60").stdout
+    assert "active until" in longer and "(this claim by j4 until" in longer
+    listed = json.loads(daemon.cli("list", "--jail", "j4", "--json").stdout)
+    assert [o["jail"] for o in listed[0]["owners"]] == ["j4"]
+    old = daemon.cli("ban", "203.0.113.70", "--started", "1000", "--bantime", "60")
+    assert old.returncode == ExitCode.OK and "not banned: this ban ended at 1970-01-01" in old.stdout
+
+
 def test_060_expiry_withdraws_without_an_unban(daemon: F2bBgp, topology: Topology) -> None:
     daemon.cli("ban", ATTACKER4, "--bantime", "2")
     daemon.cli("ban", ATTACKER6, "--bantime", "600")
@@ -133,6 +143,24 @@ def test_080_drift_is_repaired_by_sync(daemon: F2bBgp, topology: Topology) -> No
     result = daemon.cli("sync")
     assert result.returncode == ExitCode.OK and "missing 1" in result.stdout
     assert set(ours(topology)) == {f"{ATTACKER4}/32"}
+
+
+def test_085_an_emptied_store_withdraws_nothing_until_told(daemon: F2bBgp, topology: Topology) -> None:
+    prefixes = {f"203.0.113.{i}/32" for i in range(100, 105)}
+    for prefix in prefixes:
+        assert daemon.cli("ban", prefix).returncode == ExitCode.OK
+    daemon.stop()
+    (daemon.workdir / "state.db").write_bytes(b"")  # truncated to 0 bytes
+    for suffix in ("-wal", "-shm"):
+        (daemon.workdir / f"state.db{suffix}").unlink(missing_ok=True)
+    daemon.serve_args = ()
+    with pytest.raises(AssertionError, match="is new or empty but the backends hold 5 routes of ours"):
+        daemon.start()
+    assert set(ours(topology)) == prefixes
+    daemon.serve_args = ("--adopt",)
+    daemon.start()
+    listed = json.loads(daemon.cli("list", "--json").stdout)
+    assert {b["prefix"] for b in listed} == prefixes and {b["owners"][0]["jail"] for b in listed} == {"adopted"}
 
 
 def test_090_stopping_the_daemon_leaves_routes_and_the_cli_says_unavailable(daemon: F2bBgp, topology: Topology) -> None:

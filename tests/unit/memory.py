@@ -53,6 +53,8 @@ def make(tmp_path: Path, fresh: bool = False, **guards: object) -> tuple[Service
            "daemon": {"default_bantime": 600, "max_bantime": 3600}}
     backend, clock = MemoryBackend(), Clock()
     if not fresh:
-        Store(tmp_path / "s.db").close()  # a store that has been used: its tables exist
+        used = Store(tmp_path / "s.db")  # a store a daemon has used
+        used.mark_settled()
+        used.close()
     service = Service(parse_config(raw), Store(tmp_path / "s.db"), [backend], HostFacts(), clock=clock)
     return service, backend, clock

@@ -58,7 +58,11 @@ def fresh(db: Path) -> bool:
 def test_a_new_or_emptied_file_is_fresh_and_a_used_one_is_not(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     assert fresh(db) is True
-    assert fresh(db) is False  # our tables exist: an empty ban list is the truth
+    assert fresh(db) is True  # a daemon that refused to start settled nothing
+    store = Store(db)
+    store.mark_settled()
+    store.close()
+    assert fresh(db) is False  # settled: an empty ban list is now the truth
     store = Store(db)
     store.upsert_claim(Claim(P, "sshd", "", 1.0, 10.0))
     store.close()
