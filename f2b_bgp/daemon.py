@@ -24,6 +24,8 @@ from .store import Store
 
 log = logging.getLogger("f2b_bgp")
 
+ATTRIBUTES_KEY = "exabgp.attributes"
+
 
 class Unaccounted(str, enum.Enum):
     """What to do with routes of ours that a backend holds and a new (or emptied) store does not know."""
@@ -53,11 +55,15 @@ async def reload(service: Service) -> None:
                                                             service.config.daemon.socket):
         log.warning("reload: backend or socket settings changed; they take effect at the next restart")
     service.config = dataclasses.replace(fresh, kernel=service.config.kernel, exabgp=service.config.exabgp)
-    for backend in service.backends:
-        if isinstance(backend, ExabgpBackend) and backend.reconfigure(exabgp_attributes(fresh.bgp)):
-            log.warning(kv("reload", bgp="next-hops or communities changed", action="re-announcing every route"))
-            service.book.mark_pending(service.store.wanted(), backend.name, "attributes changed by a reload")
-    report = await service.reconcile("reload")
+    try:
+        for backend in service.backends:
+            if isinstance(backend, ExabgpBackend) and backend.reconfigure(exabgp_attributes(fresh.bgp)):
+                log.warning(kv("reload", bgp="next-hops or communities changed", action="re-announcing every route"))
+                service.store.set_meta(ATTRIBUTES_KEY, backend.describe())
+        report = await service.reconcile("reload")
+    except StoreError as err:
+        log.error(kv("reload-incomplete", error=err.message, then="the next periodic check retries"))
+        return
     log.info(kv("reloaded", config=fresh.path, guard_withdrawn=len(report.guard_withdrawn)))
 
 
@@ -103,6 +109,7 @@ async def serve(config: Config, unaccounted: Unaccounted = Unaccounted.REFUSE) -
             await backend.start()
         if store.fresh:
             await settle_unaccounted(service, unaccounted)
+        remember_attributes(service)
         await service.reconcile("start")
         try:
             await api.start()
@@ -146,3 +153,12 @@ async def settle_unaccounted(service: Service, choice: Unaccounted) -> None:
     service.keep_unaccounted = False
     service.store.mark_settled()
     log.warning(kv("unaccounted", routes=len(found), action=choice.value))
+
+
+def remember_attributes(service: Service) -> None:
+    """ExaBGP outlives the daemon: if the attributes changed since the last run, announce everything again."""
+    for backend in service.backends:
+        if isinstance(backend, ExabgpBackend):
+            now, before = backend.describe(), service.store.meta(ATTRIBUTES_KEY)
+            backend.stale_attributes = before is not None and before != now
+            service.store.set_meta(ATTRIBUTES_KEY, now)

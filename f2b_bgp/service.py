@@ -8,6 +8,7 @@ counts or touches a prefix with an operation in flight.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import deque
@@ -19,7 +20,7 @@ from .address import canonical_text, to_network, to_prefix
 from .backends.base import Backend, BackendUnavailable
 from .config import Config
 from .errors import LimitError, RefusedError, StoreError
-from .guards import Accepted, HostFacts, Refused, check_capacity, check_prefix, check_text
+from .guards import Accepted, GuardPolicy, HostFacts, Refused, check_capacity, check_prefix, check_text
 from .logfmt import kv
 from .model import (BanResult, BanView, Claim, Drift, FlushResult, Limits, Listing, Owner, Prefix, ReconcileReport,
                     RouteCounts, RouteState, ShowResult, Status, UnbanResult, Verdict, WithdrawResult)
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 PERMANENT = -1
 RATE_WINDOW = 60.0
 STORE_RETRY_MAX = 60.0
+GUARDS_CHECKED = "guards.checked"  # meta key: the fingerprint of the guards every stored ban last passed
 
 
 @dataclass(frozen=True)
@@ -356,25 +358,31 @@ class Service:
         return lost
 
     async def _enforce_guards(self) -> list[Prefix]:
-        """Withdraw stored bans that the current config refuses (fail closed after a config change)."""
+        """Withdraw stored bans that the current config refuses (fail closed after a config change).
+
+        Every stored prefix passed the guards when it was banned: they are checked again only
+        when the guards or the host's addresses changed since the last full check, so a start
+        with a million bans does not re-run a million checks."""
         refused = []
-        for prefix in list(self.store.wanted()):
-            verdict = check_prefix(to_network(prefix), self.config.guards, self.host)
-            if isinstance(verdict, Refused):
-                refused.append((prefix, str(verdict)))
+        fingerprint = _fingerprint(self.config.guards, self.host)
+        if self.store.meta(GUARDS_CHECKED) != fingerprint:
+            for prefix in list(self.store.wanted()):
+                verdict = check_prefix(to_network(prefix), self.config.guards, self.host)
+                if isinstance(verdict, Refused):
+                    refused.append((prefix, str(verdict)))
         over = self.store.count_wanted() - len(refused) - self.config.guards.max_routes
         if over > 0:
             gone = {p for p, _ in refused}
             newest = sorted({c.prefix: c.created for c in self.store.claims() if c.prefix not in gone}.items(),
                             key=lambda kv_: -kv_[1])[:over]
             refused += [(p, "over max_routes") for p, _ in newest]
-        if not refused:
-            return []
-        async with self._locked(p for p, _ in refused):
-            for prefix, reason in refused:
-                self.store.remove_prefix(prefix, event="guard")
-                log.warning(kv("guard-withdraw", prefix=prefix, reason=reason))
-            await self._apply([p for p, _ in refused])
+        if refused:
+            async with self._locked(p for p, _ in refused):
+                for prefix, reason in refused:
+                    self.store.remove_prefix(prefix, event="guard")
+                    log.warning(kv("guard-withdraw", prefix=prefix, reason=reason))
+                await self._apply([p for p, _ in refused])
+        self.store.set_meta(GUARDS_CHECKED, fingerprint)
         return [p for p, _ in refused]
 
 
@@ -415,6 +423,12 @@ async def _survive(what: str, work: Awaitable[object]) -> None:
         log.error(kv(what + "-deferred", error=err.message))
     except Exception:  # noqa: BLE001 - the loop must outlive one bad round
         log.exception("%s failed; retrying next round", what)
+
+
+def _fingerprint(policy: GuardPolicy, host: HostFacts) -> str:
+    """Changes whenever a guard could decide otherwise: the policy or the host's addresses."""
+    text = repr((policy, sorted(str(a) for a in host.addresses)))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _hint(verdict: Refused) -> str:

@@ -93,6 +93,14 @@ class Store:
     def _settled(self) -> bool:
         return bool(self.db.execute("SELECT 1 FROM meta WHERE key = 'settled'").fetchall())
 
+    def meta(self, key: str) -> str | None:
+        rows = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchall()
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def mark_settled(self) -> None:
         """The backends' routes are accounted for (none found, adopted or discarded)."""
         with self._tx():

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import unix_socket
+from ..logfmt import kv
 from ..config import BgpConfig, ExabgpConfig
 from ..model import BackendStatus, BridgeInfo, PeerView, Prefix
 from .base import Backend, BackendUnavailable, Failures
@@ -80,6 +81,7 @@ class ExabgpBackend(Backend):
                  output_cap: int) -> None:
         super().__init__()
         self.settings, self.attributes, self.access = settings, dict(attrs), access
+        self.stale_attributes = False  # set: ExaBGP may hold routes with other attributes than these
         self.output_cap = output_cap  # lines of `show adj-rib out`: one per route and peer
         self.server: asyncio.AbstractServer | None = None
         self.link: _Link | None = None
@@ -137,6 +139,10 @@ class ExabgpBackend(Backend):
             log.warning("exabgp adj-rib-out longer than %d lines: not compared, pending bans are retried",
                         self.output_cap)
             return None
+        if self.stale_attributes:
+            self.stale_attributes = False
+            log.warning(kv("exabgp-attributes", changed=self.describe(), action="announcing every route again"))
+            return set()
         return {p for p, hops in parse_adj_rib_out(output).items() if self._as_configured(p, hops)}
 
     def _as_configured(self, prefix: Prefix, hops: frozenset[str]) -> bool:
@@ -144,10 +150,16 @@ class ExabgpBackend(Backend):
         return not hops or hop is None or hops == {hop}
 
     def reconfigure(self, attrs: Mapping[int, Attributes]) -> bool:
-        """New attributes (a reload changed bgp settings): True if they differ, so the service re-announces."""
+        """New attributes (a reload changed bgp settings); True if they differ: the next comparison
+        then counts nothing as in place, so every route is announced again with them."""
         changed = dict(attrs) != self.attributes
         self.attributes = dict(attrs)
+        self.stale_attributes |= changed
         return changed
+
+    def describe(self) -> str:
+        """The attributes as one text, to notice a change across restarts (communities are not in adj-rib-out)."""
+        return "; ".join(f"ipv{v} {a.text()}" for v, a in sorted(self.attributes.items()))
 
     def status(self) -> BackendStatus:
         link = self.link

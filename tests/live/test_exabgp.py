@@ -16,6 +16,7 @@ lab's config (RIB only, as OpenBGPD on Linux).
 | 060 | kill -9 the daemon, start it | routes stay; replay finds them in place |
 | 070 | ban with a 2 s ban time | route appears, then goes by itself |
 | 080 | SIGSTOP ExaBGP: the ban times out (exit code 6, pending); SIGCONT | the replay makes it active, nothing stray |
+| 085 | add a community to the config, SIGHUP; remove it, restart the daemon | the route carries it, then loses it |
 | 900 | 10,000 IPv6 bans over one API connection | all 10,000 on the receiver; flush: none |
 """
 
@@ -305,6 +306,25 @@ def test_080_a_stalled_exabgp_times_out_and_the_replay_repairs_it(lab: Lab) -> N
     assert ipv6_count(lab.receiver) == 0
 
 
+def test_085_changed_attributes_are_announced_after_a_reload_and_a_restart(lab: Lab) -> None:
+    lab.ban(ATTACKER["4"])
+    assert_route(lab.peer, ATTACKER["4"], communities=[BLACKHOLE], timeout=SETTLE)
+    original = lab.daemon.config.read_text()
+    try:
+        lab.daemon.config.write_text(original.replace("[bgp]\n", '[bgp]\ncommunities = ["65001:666"]\n'))
+        os.kill(lab.daemon.processes[-1].pid, signal.SIGHUP)
+        assert_route(lab.peer, ATTACKER["4"], communities=[BLACKHOLE, "65001:666"], timeout=SETTLE)
+    finally:
+        lab.daemon.config.write_text(original)
+    lab.daemon.kill()
+    lab.daemon.start()  # the store remembers what ExaBGP was told: the old community goes
+    def plain() -> bool:
+        route = lab.peer.rib().get(ATTACKER["4"])
+        return route is not None and BLACKHOLE in route.communities and "65001:666" not in route.communities
+
+    lab.wait(plain, "route announced again without 65001:666")
+
+
 def test_900_ten_thousand_bans_arrive_and_go(lab: Lab) -> None:
     prefixes = [f"2001:db8:203:1::{i:x}" for i in range(1, STORM + 1)]
     lab.wait(lambda: lab.status()["ready"], "bridge connected")  # also when run alone (-k 900)
@@ -315,7 +335,7 @@ def test_900_ten_thousand_bans_arrive_and_go(lab: Lab) -> None:
     assert all(a["state"] == "active" for a in answers), {a["state"] for a in answers}
     lab.wait(lambda: ipv6_count(lab.receiver) == STORM, f"{STORM} IPv6 routes on {lab.name}", timeout=120)
     print(f"{lab.name}: {STORM} bans acknowledged by ExaBGP in {took:.1f} s, "
-          f"lines sent {lab.status()['sent']['lines']}")
+          f"lines sent {lab.status()['counters']['lines']}")
     assert lab.daemon.call("flush")["removed"] == STORM
     lab.wait(lambda: ipv6_count(lab.receiver) == 0, f"no IPv6 route left on {lab.name}", timeout=120)
 
