@@ -43,6 +43,7 @@ enabled = false
 [backends.exabgp]
 enabled = true
 bridge_socket = "{dir}/exabgp.sock"
+bridge_user = "root"  # the lab runs ExaBGP as root
 batch_size = {batch}
 """
 

@@ -78,6 +78,7 @@ class KernelConfig:
 class ExabgpConfig:
     enabled: bool
     bridge_socket: Path
+    bridge_user: str  # ExaBGP's user: the only one whose bridge connection is accepted
     batch_size: int
     ack_timeout: float
     max_in_flight: int
@@ -212,6 +213,12 @@ def _network(value: Any) -> IPNetwork:
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not NAME.fullmatch(value):
         raise ValueError("must be at most 64 letters, digits, spaces or ._,:/()+- characters")
+    return value
+
+
+def _user(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value, re.ASCII):
+        raise ValueError("must be a system user name")
     return value
 
 
@@ -353,6 +360,7 @@ def _exabgp(r: _Reader) -> ExabgpConfig:
     return ExabgpConfig(
         enabled=r.get("enabled", bool, False),
         bridge_socket=Path(r.get("bridge_socket", str, str(DEFAULT_BRIDGE_SOCKET))),
+        bridge_user=r.parsed("bridge_user", _user, "f2b-bgp"),
         batch_size=r.number("batch_size", int, 200, 1, 5000),
         ack_timeout=r.number("ack_timeout", float, 10.0, 0.1, 600),
         max_in_flight=r.number("max_in_flight", int, 2000, 1, 100000),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .api import ApiServer
 from .backends.base import Backend
-from .backends.exabgp import ExabgpBackend, SocketAccess
+from .backends.exabgp import BridgeAccess, ExabgpBackend
 from .backends.exabgp import attributes as exabgp_attributes
 from .config import Config, load_config
 from .errors import ConfigError, StoreError
@@ -74,7 +74,7 @@ def make_backends(config: Config) -> list[Backend]:
 
         backends.append(KernelBackend(config.kernel))
     if config.exabgp.enabled:
-        access = SocketAccess(config.daemon.socket_mode, config.daemon.socket_group)
+        access = BridgeAccess(config.exabgp.bridge_user)
         output_cap = (config.guards.max_routes + 1000) * max(1, len(config.bgp.peers))
         backends.append(ExabgpBackend(config.exabgp, exabgp_attributes(config.bgp), access, output_cap))
     if not backends:

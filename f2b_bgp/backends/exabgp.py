@@ -16,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import pwd
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -44,11 +47,24 @@ class _Item:
 
 
 @dataclass(frozen=True)
-class SocketAccess:
-    """Who may connect to the bridge socket: its mode and group."""
+class BridgeAccess:
+    """Whoever speaks as the bridge decides what the firewalls receive: the socket belongs to
+    ExaBGP's user alone (mode 0600), and every connection's peer credentials must be that user's."""
 
-    mode: int
-    group: str
+    user: str  # ExaBGP's user (exabgp.daemon.user)
+
+    def uid(self) -> int:
+        return pwd.getpwnam(self.user).pw_uid
+
+    def check(self, writer: asyncio.StreamWriter) -> tuple[int, int] | str:
+        """(pid, uid) of an allowed peer, or why it is refused."""
+        sock = writer.get_extra_info("socket")
+        pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        try:
+            wanted = self.uid()
+        except KeyError:
+            return f"no such user {self.user!r} (backends.exabgp.bridge_user)"
+        return (pid, uid) if uid == wanted else f"pid {pid} runs as uid {uid}, not {self.user} (uid {wanted})"
 
 
 def attributes(bgp: BgpConfig) -> dict[int, Attributes]:
@@ -77,7 +93,7 @@ class _Link:
 class ExabgpBackend(Backend):
     name = "exabgp"
 
-    def __init__(self, settings: ExabgpConfig, attrs: Mapping[int, Attributes], access: SocketAccess,
+    def __init__(self, settings: ExabgpConfig, attrs: Mapping[int, Attributes], access: BridgeAccess,
                  output_cap: int) -> None:
         super().__init__()
         self.settings, self.attributes, self.access = settings, dict(attrs), access
@@ -98,8 +114,8 @@ class ExabgpBackend(Backend):
     # life cycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.server = await unix_socket.listen(self._accept, self.settings.bridge_socket, self.access.mode,
-                                               self.access.group, MAX_LINE)
+        self.server = await unix_socket.listen(self._accept, self.settings.bridge_socket, 0o600, "", MAX_LINE,
+                                               owner=self.access.uid())
         self.sender = asyncio.create_task(self._send_loop())
 
     async def stop(self) -> None:
@@ -279,6 +295,11 @@ class ExabgpBackend(Backend):
     # the bridge connection --------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = self.access.check(writer)
+        if isinstance(peer, str):
+            log.warning(kv("exabgp-bridge-refused", why=peer))
+            writer.close()
+            return
         try:
             hello = await asyncio.wait_for(reader.readline(), HELLO_TIMEOUT)
             info = json.loads(hello)["bridge"]
@@ -289,7 +310,12 @@ class ExabgpBackend(Backend):
             writer.close()
             return
         if self.link is not None:
-            self._drop(self.link, "replaced by a new bridge connection")
+            # The connected bridge wins: it goes away by itself when its ExaBGP does (EOF) or stops
+            # answering (ack timeout), and a newcomer must never silently take its place.
+            log.warning(kv("exabgp-bridge-refused", pid=peer[0], why="another bridge is connected",
+                           connected_pid=self.link.hello.get("pid")))
+            writer.close()
+            return
         link = self.link = _Link(reader, writer, info)
         self.counts["connects"] += 1
         log.info("exabgp bridge connected pid=%s exabgp_pid=%s", info.get("pid"), info.get("exabgp_pid"))

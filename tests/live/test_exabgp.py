@@ -74,6 +74,7 @@ enabled = true
 [backends.exabgp]
 enabled = true
 bridge_socket = "{{workdir}}/exabgp.sock"
+bridge_user = "root"  # the lab runs ExaBGP as root
 batch_size = 200
 ack_timeout = {ACK_TIMEOUT}
 """)
