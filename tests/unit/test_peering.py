@@ -16,7 +16,8 @@ import pytest
 from f2b_bgp.cli import exabgp_bridge
 from f2b_bgp.config import DEFAULT_BRIDGE_SOCKET, load_config, parse_config
 from f2b_bgp.errors import ConfigError
-from f2b_bgp.peering import FIREWALLS, TARGETS, render
+from f2b_bgp.peering import FIREWALLS, TARGETS, render, routeros
+from f2b_bgp.peering.model import peering
 from f2b_bgp.peering.regenerate import EXAMPLE_DIRS, reference_config, reference_files
 
 REPO = Path(__file__).parents[2]
@@ -50,10 +51,61 @@ def test_variant_config_matches_the_reviewed_golden_files(target: str) -> None:
         _assert_golden(GOLDEN / "variant" / target / name, text)
 
 
-def test_routeros_reference_output_matches_the_reviewed_golden_file() -> None:
-    """RouterOS runs nowhere here: its text changes only with a reviewed golden file."""
-    for name, text in render("routeros", reference_config()).items():
-        _assert_golden(GOLDEN / "reference" / "routeros" / name, text)
+# --routeros-version -> the golden directory of the syntax it selects
+ROUTEROS_GOLDEN = {"7.18": "7.1-7.18", "7.19": "7.19", "7.20": "7.20+"}
+
+
+@pytest.mark.parametrize("version", ROUTEROS_GOLDEN)
+def test_routeros_reference_output_matches_the_reviewed_golden_file(version: str) -> None:
+    """RouterOS runs nowhere here: its text changes only with a reviewed golden file, one per connection syntax."""
+    for name, text in render("routeros", reference_config(), routeros_syntax=routeros.syntax_for(version)).items():
+        _assert_golden(GOLDEN / "reference" / "routeros" / ROUTEROS_GOLDEN[version] / name, text)
+
+
+@pytest.mark.parametrize("version, syntax", [
+    ("7.1", routeros.Syntax.ADDRESS_FAMILIES), ("7.18", routeros.Syntax.ADDRESS_FAMILIES),
+    ("7.18.2", routeros.Syntax.ADDRESS_FAMILIES), ("7.19", routeros.Syntax.AFI), ("7.19.4", routeros.Syntax.AFI),
+    ("7.20", routeros.Syntax.INSTANCE), ("7.20.1", routeros.Syntax.INSTANCE), ("7.99", routeros.Syntax.INSTANCE),
+])
+def test_routeros_version_selects_the_connection_syntax(version: str, syntax: routeros.Syntax) -> None:
+    assert routeros.syntax_for(version) is syntax
+
+
+@pytest.mark.parametrize("version", ["7", "7.0", "6.49", "8.1", "7.019", "7.x", "7.20rc1", " 7.19", "7.19.", "v7.19",
+                                     "7.1000", ""])
+def test_routeros_version_is_parsed_strictly(version: str) -> None:
+    with pytest.raises(ValueError, match="is not a RouterOS v7 release"):
+        routeros.syntax_for(version)
+
+
+@pytest.mark.parametrize("syntax", routeros.Syntax)
+def test_routeros_script_can_be_imported_twice(syntax: routeros.Syntax) -> None:
+    """It removes what carries its comment before adding anything, and everything it adds carries it."""
+    lines = render("routeros", reference_config(), routeros_syntax=syntax)["f2b-bgp.rsc"].splitlines()
+    adds = [i for i, line in enumerate(lines) if line.startswith("add ")]
+    removes = [line for line in lines[:adds[0]] if " remove " in line]
+    menus = ["/routing bgp connection", "/routing filter rule"]
+    menus += ["/routing bgp instance"] if syntax is routeros.Syntax.INSTANCE else []
+    assert sorted(line.split(" remove ")[0] for line in removes) == sorted(menus)
+    assert all(line.endswith('[find where comment="f2b-bgp"]') for line in removes), removes
+    assert [lines[i] for i in adds if ' comment="f2b-bgp" ' not in lines[i]] == []
+    # one rule per refused prefix, 4 policy rules, the connection and (7.20+) the instance: nothing uncommented
+    assert len(adds) == len(peering(reference_config()).refused) + 4 + len(menus) - 1
+
+
+def test_routeros_filter_rules_use_ipv4_and_ipv6_afi() -> None:
+    text = render("routeros", reference_config())["f2b-bgp.rsc"]
+    assert "afi ipv4 &&" in text and "afi ipv6 &&" in text and "afi ip " not in text
+
+
+def test_peering_routeros_version_errors_are_usage_errors() -> None:
+    base = [sys.executable, "-m", "f2b_bgp", "--config", str(REPO / "f2b_bgp" / "config.example.toml"), "peering"]
+    for args in (["routeros", "--routeros-version", "7.x"], ["frr", "--routeros-version", "7.19"]):
+        result = subprocess.run([*base, *args], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines()[-1].startswith("Error: Invalid value for --routeros-version: "), result.stderr
+    ok = subprocess.run([*base, "routeros", "--routeros-version", "7.19.2"], capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0 and " afi=ip,ipv6 " in ok.stdout and "instance=" not in ok.stdout
 
 
 def _assert_golden(path: Path, text: str) -> None:
