@@ -226,16 +226,18 @@ def _drift(drift: dict[str, Any]) -> str:
 @cli.command(name="check-config")
 @pass_ctx
 def check_config(ctx: Context) -> None:
-    """Validate the config file and list every problem."""
-    from .config import load_config
+    """Validate the config file: every error once (exit 3), then warnings, which keep exit 0."""
+    from .config import config_warnings, load_config
     from .errors import ConfigError
 
     try:
-        load_config(Path(ctx.config))
+        config = load_config(Path(ctx.config))
     except ConfigError as err:
         for problem in err.problems:
             click.echo(f"{ctx.config}: {problem}", err=True)
-        raise
+        sys.exit(ExitCode.CONFIG)  # every problem is printed: no summary line repeating the first
+    for warning in config_warnings(config):
+        click.echo(f"warning: {ctx.config}: {warning}", err=True)
     click.echo(f"{ctx.config}: ok")
 
 

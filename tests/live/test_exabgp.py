@@ -62,6 +62,7 @@ STORM = 10_000
 ACK_TIMEOUT = 3
 
 DAEMON_CONFIG = lab_config(retry_interval=1, guards="max_routes = 20000\nmax_rate = 20000", rest=f"""[bgp]
+prefix_limit = 20000
 local_as = 65001
 router_id = "198.51.100.2"
 next_hop_ipv4 = "198.51.100.2"
