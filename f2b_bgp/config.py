@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sysconfig
 import tomllib
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -79,6 +80,7 @@ class KernelConfig:
 class ExabgpConfig:
     enabled: bool
     bridge_socket: Path
+    bridge_program: Path  # the f2b-bgp that ExaBGP runs as `PROGRAM exabgp-bridge`
     batch_size: int
     ack_timeout: float
     max_in_flight: int
@@ -262,6 +264,21 @@ def _name(value: Any) -> str:
     return value
 
 
+def default_bridge_program() -> Path:
+    """The f2b-bgp script of this installation: /usr/local/bin on Debian's Python, bin/ in a virtualenv."""
+    return Path(sysconfig.get_path("scripts")) / "f2b-bgp"
+
+
+def _program(value: Any) -> Path:
+    # ExaBGP searches /etc/exabgp, the config's directory and every $PATH entry for a relative
+    # program and runs the last match, which may be another installation's f2b-bgp.
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError("must be an absolute path: ExaBGP runs the last match of a relative one among several places")
+    if any(c.isspace() or c in ';{}[]"\'' for c in value):
+        raise ValueError("no spaces, quotes, ';', braces or brackets: it goes on ExaBGP's run line")
+    return Path(value)
+
+
 def _octal_mode(value: Any) -> int:
     if not isinstance(value, str) or not value.isdigit():
         raise ValueError('must be an octal string such as "0660"')
@@ -405,6 +422,7 @@ def _exabgp(r: _Reader) -> ExabgpConfig:
     return ExabgpConfig(
         enabled=r.get("enabled", bool, False),
         bridge_socket=Path(r.get("bridge_socket", str, str(DEFAULT_BRIDGE_SOCKET))),
+        bridge_program=r.parsed("bridge_program", _program, default_bridge_program()),
         batch_size=r.number("batch_size", int, 200, 1, 5000),
         ack_timeout=r.number("ack_timeout", float, 10.0, 0.1, 600),
         max_in_flight=r.number("max_in_flight", int, 2000, 1, 100000),

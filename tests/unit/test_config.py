@@ -1,6 +1,7 @@
 """The reference config loads unchanged; every problem is reported with its dotted path."""
 
 import subprocess
+import sysconfig
 import sys
 from pathlib import Path
 
@@ -185,3 +186,21 @@ def test_check_config_warnings_keep_exit_0(tmp_path: Path) -> None:
     assert result.returncode == ExitCode.OK, result.stderr
     assert result.stderr.splitlines() == [f"warning: {path}: {config_warnings(load_config(path))[0]}"]
     assert result.stdout == f"{path}: ok\n"
+
+
+# --- the bridge program on ExaBGP's run line ----------------------------------------------------------
+
+def test_bridge_program_defaults_to_this_installations_script() -> None:
+    """Python's scripts directory: /usr/local/bin on Debian's python3, bin/ of a virtualenv."""
+    assert parse_config({}).exabgp.bridge_program == Path(sysconfig.get_path("scripts")) / "f2b-bgp"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("f2b-bgp", "backends.exabgp.bridge_program: must be an absolute path"),
+    ("/opt/f2b bgp/bin/f2b-bgp", "backends.exabgp.bridge_program: no spaces"),
+    ("/opt/f2b-bgp/bin/f2b-bgp;", "backends.exabgp.bridge_program: no spaces"),
+    (7, "backends.exabgp.bridge_program: must be an absolute path"),
+])
+def test_bridge_program_must_be_an_absolute_path_fit_for_the_run_line(value: object, expected: str) -> None:
+    found = problems({"backends": {"exabgp": {"bridge_program": value}}})
+    assert len(found) == 1 and found[0].startswith(expected), found

@@ -6,7 +6,6 @@ from __future__ import annotations
 import configparser
 import os
 import pwd
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from f2b_bgp.errors import ConfigError
 from f2b_bgp.peering import FIREWALLS, TARGETS, render, routeros
 from f2b_bgp.peering.model import peering
 from f2b_bgp.peering.regenerate import EXAMPLE_DIRS, reference_config, reference_files
+from tests.lab.exabgp import with_bridge_program
 
 REPO = Path(__file__).parents[2]
 GOLDEN = REPO / "tests" / "golden" / "peering"
@@ -195,11 +195,12 @@ def test_exabgp_listens_on_each_session_address_once() -> None:
 
 
 @pytest.mark.parametrize("config, run", [
-    (REPO / "f2b_bgp" / "config.example.toml", "run f2b-bgp exabgp-bridge;"),
-    (GOLDEN / "variant.toml", "run f2b-bgp exabgp-bridge --socket /run/f2b-bgp-variant/bridge.sock;"),
+    (REPO / "f2b_bgp" / "config.example.toml", "run /usr/local/bin/f2b-bgp exabgp-bridge;"),
+    (GOLDEN / "variant.toml", "run /opt/f2b-bgp/bin/f2b-bgp exabgp-bridge --socket /run/f2b-bgp-variant/bridge.sock;"),
 ], ids=["default-socket", "moved-socket"])
 def test_exabgp_run_line_names_the_socket_only_when_moved(config: Path, run: str) -> None:
-    """The bridge defaults to /run/f2b-bgp/exabgp.sock, and F2B_BGP_BRIDGE_SOCKET moves it unless --socket is given."""
+    """The bridge runs by absolute path (backends.exabgp.bridge_program). It defaults to
+    /run/f2b-bgp/exabgp.sock, and F2B_BGP_BRIDGE_SOCKET moves it unless --socket is given."""
     text = render("exabgp", load_config(config))["exabgp.conf"]
     assert [line.strip() for line in text.splitlines() if line.strip().startswith("run ")] == [run]
 
@@ -215,7 +216,8 @@ def test_exabgp_conf_holds_no_routes_and_keeps_adj_rib_out() -> None:
 
 def test_exabgp_header_names_the_config_key_of_each_value() -> None:
     files = render("exabgp", reference_config())
-    keys = ["bgp.local_as", "bgp.router_id", "backends.exabgp.bridge_socket", "bgp.peers[0].address",
+    keys = ["bgp.local_as", "bgp.router_id", "backends.exabgp.bridge_socket", "backends.exabgp.bridge_program",
+            "bgp.peers[0].address",
             "bgp.peers[0].asn", "bgp.peers[0].local_address", "bgp.peers[0].name"]
     for key in keys:
         assert key in files["exabgp.conf"], f"exabgp.conf: header does not name {key}"
@@ -248,29 +250,42 @@ def test_frr_injector_refuses_the_default_router_id() -> None:
         render("frr-injector", parse_config({"bgp": {"peers": [PEER]}}))
 
 
-BIN = Path(sys.executable).parent
+def _exabgp(folder: Path, tmp_path: Path, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`exabgp --env-file FOLDER/exabgp.env ARGS` as docs/peering.md runs it; only the user (f2b-bgp
+    need not exist here) and the log destination are overridden, by environment variables."""
+    env = {"PATH": "/usr/bin:/bin", "exabgp_log_destination": "stdout",
+           "exabgp_daemon_user": user or pwd.getpwuid(os.getuid()).pw_name}
+    return subprocess.run([sys.executable, "-m", "exabgp", "--env-file", str(folder / "exabgp.env"), *args],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
 
 
-@pytest.mark.skipif(shutil.which("f2b-bgp", path=str(BIN)) is None, reason="f2b-bgp console script not installed")
 @pytest.mark.parametrize("variant", [False, True], ids=["shipped", "variant"])
 def test_exabgp_accepts_the_files(variant: bool, tmp_path: Path) -> None:
-    """`exabgp validate` on the shipped files (and the variant's), with the env file; only the user
-    (f2b-bgp need not exist here) and the log destination are overridden, by environment variables.
-    The relative `run f2b-bgp` is found on PATH."""
+    """`exabgp validate` on the shipped files (and the variant's), with the env file. The bridge
+    program, an absolute path that need not exist here, is replaced by a wrapper of this checkout."""
     pytest.importorskip("exabgp")
-    if variant:
-        for name, text in render("exabgp", load_config(GOLDEN / "variant.toml")).items():
-            (tmp_path / name).write_text(text, encoding="utf-8")
-        folder = tmp_path
-    else:
-        folder = EXABGP_SHIPPED
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "EXABGP_ENVFILE": str(folder / "exabgp.env"),
-           "exabgp_daemon_user": pwd.getpwuid(os.getuid()).pw_name, "exabgp_log_destination": "stdout"}
-    result = subprocess.run([sys.executable, "-m", "exabgp", "validate", "-n", str(folder / "exabgp.conf")],
-                            capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    config = load_config(GOLDEN / "variant.toml") if variant else reference_config()
+    source = tmp_path / "rendered"
+    source.mkdir()
+    for name, text in render("exabgp", config).items():
+        (source / name).write_text(text, encoding="utf-8")
+    folder = source if variant else EXABGP_SHIPPED
+    conf = with_bridge_program(folder / "exabgp.conf", tmp_path, str(config.exabgp.bridge_program))
+    result = _exabgp(folder, tmp_path, "validate", "-n", str(conf))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert output.count("✓ neighbor") == (2 if variant else 1), output
+
+
+def test_exabgp_refuses_an_unknown_user_with_a_traceback(tmp_path: Path) -> None:
+    """What docs/peering.md tells the operator to expect when exabgp.daemon.user does not exist."""
+    pytest.importorskip("exabgp")
+    user = "f2b-bgp-no-such-user"
+    with pytest.raises(KeyError):
+        pwd.getpwnam(user)
+    result = _exabgp(EXABGP_SHIPPED, tmp_path, "validate", "-n", str(EXABGP_SHIPPED / "exabgp.conf"), user=user)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and f"ValueError: invalid value for daemon.user : {user}" in result.stderr
 
 
 def test_peering_exabgp_prints_both_files() -> None:
