@@ -98,7 +98,7 @@ def test_routeros_filter_rules_use_ipv4_and_ipv6_afi() -> None:
     assert "afi ipv4 &&" in text and "afi ipv6 &&" in text and "afi ip " not in text
 
 
-def test_peering_routeros_version_errors_are_usage_errors() -> None:
+def test_peering_routeros_version_errors_are_usage_errors(tmp_path: Path) -> None:
     base = [sys.executable, "-m", "f2b_bgp", "--config", str(REPO / "f2b_bgp" / "config.example.toml"), "peering"]
     for args in (["routeros", "--routeros-version", "7.x"], ["frr", "--routeros-version", "7.19"]):
         result = subprocess.run([*base, *args], capture_output=True, text=True, timeout=30)
@@ -106,6 +106,11 @@ def test_peering_routeros_version_errors_are_usage_errors() -> None:
         assert result.stderr.splitlines()[-1].startswith("Error: Invalid value for --routeros-version: "), result.stderr
     ok = subprocess.run([*base, "routeros", "--routeros-version", "7.19.2"], capture_output=True, text=True, timeout=30)
     assert ok.returncode == 0 and " afi=ip,ipv6 " in ok.stdout and "instance=" not in ok.stdout
+    # as docs/peering.md shows it
+    written = subprocess.run([*base, "routeros", "--routeros-version", "7.18", "--output-dir", str(tmp_path)],
+                             capture_output=True, text=True, timeout=30)
+    assert written.returncode == 0 and written.stdout == f"wrote {tmp_path / 'f2b-bgp.rsc'}\n"
+    assert " address-families=ip,ipv6 " in (tmp_path / "f2b-bgp.rsc").read_text()
 
 
 def _assert_golden(path: Path, text: str) -> None:
