@@ -154,6 +154,10 @@ def config_warnings(config: Config) -> list[str]:
         found.append(f"backends.kernel.table: {config.kernel.table} is not the main table ({MAIN_TABLE}): FRR's "
                      "zebra imports only the main table, so the frr-injector snippet would announce none of "
                      "these routes")
+    program = config.exabgp.bridge_program
+    if config.exabgp.enabled and not (program.is_file() and os.access(program, os.X_OK)):
+        found.append(f"backends.exabgp.bridge_program: {program} is not an executable file on this host: "
+                     "ExaBGP cannot start the bridge here (fine if exabgp.conf is for another host)")
     for index, peer in enumerate(config.bgp.peers):
         if peer.local_address is None:
             found.append(f"bgp.peers[{index}].local_address: not set: `f2b-bgp peering` renders no snippet "

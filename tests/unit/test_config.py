@@ -82,7 +82,8 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
 
 # --- one problem each, and no follow-up errors ----------------------------------------------------
 
-EXABGP_ON = {"exabgp": {"enabled": True}}
+EXABGP = {"enabled": True}
+EXABGP_ON = {"exabgp": EXABGP}
 PEER = {"name": "fw", "address": "198.51.100.1", "asn": 65000, "local_address": "198.51.100.2"}
 
 
@@ -139,11 +140,15 @@ def test_keys_that_work_together(raw: dict) -> None:
     ({"bgp": {"peers": [PEER]}, "backends": {"kernel": {"table": 254}}}, []),
     ({"backends": {"kernel": {"table": 100}}},
      ["backends.kernel.table: 100 is not the main table (254): FRR's zebra imports only the main table"]),
-    ({"bgp": {"next_hop_ipv6": "2001:db8:1::2"}, "backends": {"kernel": {"enabled": False, "table": 100}, **EXABGP_ON}},
+    ({"bgp": {"next_hop_ipv6": "2001:db8:1::2"},
+      "backends": {"kernel": {"enabled": False, "table": 100}, "exabgp": {**EXABGP, "bridge_program": sys.executable}}},
      []),
+    ({"bgp": {"next_hop_ipv6": "2001:db8:1::2"}, "backends": {"exabgp": {**EXABGP, "bridge_program": "/nonexistent/f2b-bgp"}}},
+     ["backends.exabgp.bridge_program: /nonexistent/f2b-bgp is not an executable file on this host"]),
     ({"bgp": {"peers": [PEER, {"name": "fw2", "address": "198.51.100.3", "asn": 65000}]}},
      ["bgp.peers[1].local_address: not set: `f2b-bgp peering` renders no snippet for this peer"]),
-], ids=["defaults", "peer-and-main-table", "kernel-other-table", "kernel-off-other-table", "peer-without-local-address"])
+], ids=["defaults", "peer-and-main-table", "kernel-other-table", "kernel-off-other-table", "bridge-program-missing",
+        "peer-without-local-address"])
 def test_unusual_settings_are_warnings(raw: dict, expected: list[str]) -> None:
     found = config_warnings(parse_config(raw))
     assert len(found) == len(expected) and all(w.startswith(e) for w, e in zip(found, expected)), found
