@@ -226,16 +226,18 @@ def _drift(drift: dict[str, Any]) -> str:
 @cli.command(name="check-config")
 @pass_ctx
 def check_config(ctx: Context) -> None:
-    """Validate the config file and list every problem."""
-    from .config import load_config
+    """Validate the config file: every error once (exit 3), then warnings, which keep exit 0."""
+    from .config import config_warnings, load_config
     from .errors import ConfigError
 
     try:
-        load_config(Path(ctx.config))
+        config = load_config(Path(ctx.config))
     except ConfigError as err:
         for problem in err.problems:
             click.echo(f"{ctx.config}: {problem}", err=True)
-        raise
+        sys.exit(ExitCode.CONFIG)  # every problem is printed: no summary line repeating the first
+    for warning in config_warnings(config):
+        click.echo(f"warning: {ctx.config}: {warning}", err=True)
     click.echo(f"{ctx.config}: ok")
 
 
@@ -243,17 +245,27 @@ def check_config(ctx: Context) -> None:
 @click.argument("target")
 @click.option("--peer", metavar="NAME", help="Which bgp.peers entry (firewall targets; needed when there are several).")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Write the files here instead of printing them.")
+@click.option("--routeros-version", metavar="V", help="routeros: the firewall's RouterOS version, e.g. 7.18 "
+              "(7.1-7.18, 7.19 and 7.20+ differ). [default: 7.20 and later]")
 @pass_ctx
-def peering(ctx: Context, target: str, peer: str | None, output_dir: Path | None) -> None:
+def peering(ctx: Context, target: str, peer: str | None, output_dir: Path | None, routeros_version: str | None) -> None:
     """Render the firewall (or injector) config for TARGET from this config.
 
     TARGET: frr, bird, openbgpd, routeros (firewalls); exabgp, frr-injector (this host)."""
     from .config import load_config
-    from .peering import TARGETS, render
+    from .peering import TARGETS, render, routeros
 
     if target not in TARGETS:
         raise click.BadParameter(f"unknown target {target!r}; choose from {', '.join(TARGETS)}", param_hint="TARGET")
-    files = render(target, load_config(Path(ctx.config)), peer)
+    syntax = routeros.NEWEST
+    if routeros_version is not None:
+        if target != "routeros":
+            raise click.BadParameter("only for the routeros target", param_hint="--routeros-version")
+        try:
+            syntax = routeros.syntax_for(routeros_version)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--routeros-version") from None
+    files = render(target, load_config(Path(ctx.config)), peer, syntax)
     for name, text in files.items():
         if output_dir is not None:
             output_dir.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import sysconfig
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -19,6 +20,7 @@ DEFAULT_PATH = Path("/etc/f2b-bgp/config.toml")
 # also `f2b-bgp exabgp-bridge --socket`'s default, written there again to keep config out of the bridge's start-up
 DEFAULT_BRIDGE_SOCKET = Path("/run/f2b-bgp/exabgp.sock")
 BLACKHOLE = "65535:666"
+MAIN_TABLE = 254  # the only kernel table FRR's zebra imports
 
 T = TypeVar("T")
 # Names end up in refusals and in rendered firewall configs: no quotes, newlines or '#'.
@@ -79,6 +81,7 @@ class ExabgpConfig:
     enabled: bool
     bridge_socket: Path
     bridge_user: str  # ExaBGP's user: the only one whose bridge connection is accepted
+    bridge_program: Path  # the f2b-bgp that ExaBGP runs as `PROGRAM exabgp-bridge`
     batch_size: int
     ack_timeout: float
     max_in_flight: int
@@ -110,22 +113,57 @@ def load_config(path: Path) -> Config:
 
 def parse_config(raw: dict[str, Any], path: Path = DEFAULT_PATH) -> Config:
     r = _Reader(raw)
-    bgp, backends = r.section("bgp"), r.section("backends")
+    daemon, guards = _daemon(r.section("daemon")), _guards(r.section("guards"))
+    bgp, backends = _bgp(r.section("bgp")), r.section("backends")
     config = Config(
         path=path,
-        daemon=_daemon(r.section("daemon")),
-        guards=_guards(r.section("guards"), bgp),
-        bgp=_bgp(bgp),
+        daemon=daemon,
+        guards=replace(guards, protected=guards.protected + infrastructure(bgp)),
+        bgp=bgp,
         kernel=_kernel(backends.section("kernel")),
         exabgp=_exabgp(backends.section("exabgp")),
     )
-    if config.exabgp.enabled and config.bgp.next_hop_ipv6 is None:
-        r.problem("bgp.next_hop_ipv6", "required with backends.exabgp: ExaBGP has no 'self' next-hop for "
-                  "IPv6 routes on an IPv4 session")
     r.finish()
+    _cross_check(r, config)
     if r.problems:
         raise ConfigError(r.problems, str(path))
     return config
+
+
+def _cross_check(r: _Reader, config: Config) -> None:
+    """Keys that are each valid but cannot work together. A key with a problem of its own
+    holds its default here, so it is left out: no follow-up errors."""
+    if not (config.kernel.enabled or config.exabgp.enabled) and not r.failed("backends.kernel.enabled",
+                                                                            "backends.exabgp.enabled"):
+        r.problem("backends", "no backend enabled (backends.kernel.enabled, backends.exabgp.enabled): "
+                  "nothing would be blackholed")
+    bgp = r.table.get("bgp", {})
+    if config.exabgp.enabled and isinstance(bgp, dict) and "next_hop_ipv6" not in bgp:
+        r.problem("bgp.next_hop_ipv6", "required with backends.exabgp: ExaBGP has no 'self' next-hop for "
+                  "IPv6 routes on an IPv4 session")
+    limit = config.bgp.prefix_limit
+    if config.guards.max_routes > limit and not r.failed("guards.max_routes", "bgp.prefix_limit"):
+        r.problem("guards.max_routes", f"{config.guards.max_routes} is above bgp.prefix_limit ({limit}): past "
+                  "that the firewalls close the session and every blackhole goes; raise bgp.prefix_limit "
+                  "(and the firewalls' limit) or lower max_routes")
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What is valid and works for the daemon, but is unusual enough to say (check-config)."""
+    found = []
+    if config.kernel.enabled and config.kernel.table != MAIN_TABLE:
+        found.append(f"backends.kernel.table: {config.kernel.table} is not the main table ({MAIN_TABLE}): FRR's "
+                     "zebra imports only the main table, so the frr-injector snippet would announce none of "
+                     "these routes")
+    program = config.exabgp.bridge_program
+    if config.exabgp.enabled and not (program.is_file() and os.access(program, os.X_OK)):
+        found.append(f"backends.exabgp.bridge_program: {program} is not an executable file on this host: "
+                     "ExaBGP cannot start the bridge here (fine if exabgp.conf is for another host)")
+    for index, peer in enumerate(config.bgp.peers):
+        if peer.local_address is None:
+            found.append(f"bgp.peers[{index}].local_address: not set: `f2b-bgp peering` renders no snippet "
+                         "for this peer, nor exabgp.conf (the firewall knows the injector by this address)")
+    return found
 
 
 class _Reader:
@@ -146,6 +184,11 @@ class _Reader:
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{key}: {message}")
+
+    def failed(self, *keys: str) -> bool:
+        """Whether any of KEYS (or anything inside one) has a problem already."""
+        return any(p.startswith(f"{key}:") or p.startswith(f"{key}.") or p.startswith(f"{key}[")
+                   for p in self.problems for key in keys)
 
     def section(self, name: str) -> _Reader:
         self.used.add(name)
@@ -201,6 +244,16 @@ def _address(value: Any) -> IPAddress:
     return IPAddress(value)
 
 
+def _address_of(version: int) -> Callable[[Any], IPAddress]:
+    def parse(value: Any) -> IPAddress:
+        address = _address(value)
+        if address.version != version:
+            raise ValueError(f"{value!r} is not an IPv{version} address")
+        return address
+
+    return parse
+
+
 def _network(value: Any) -> IPNetwork:
     if not isinstance(value, str):
         raise TypeError(f"must be a prefix string, not {type(value).__name__}")
@@ -220,6 +273,21 @@ def _user(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value, re.ASCII):
         raise ValueError("must be a system user name")
     return value
+
+
+def default_bridge_program() -> Path:
+    """The f2b-bgp script of this installation: /usr/local/bin on Debian's Python, bin/ in a virtualenv."""
+    return Path(sysconfig.get_path("scripts")) / "f2b-bgp"
+
+
+def _program(value: Any) -> Path:
+    # ExaBGP searches /etc/exabgp, the config's directory and every $PATH entry for a relative
+    # program and runs the last match, which may be another installation's f2b-bgp.
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError("must be an absolute path: ExaBGP runs the last match of a relative one among several places")
+    if any(c.isspace() or c in ';{}[]"\'' for c in value):
+        raise ValueError("no spaces, quotes, ';', braces or brackets: it goes on ExaBGP's run line")
+    return Path(value)
 
 
 def _octal_mode(value: Any) -> int:
@@ -255,10 +323,11 @@ def _log_level(value: Any) -> str:
     return str(value)
 
 
-def _guards(r: _Reader, bgp: _Reader) -> GuardPolicy:
+def _guards(r: _Reader) -> GuardPolicy:
+    """The guards' own keys; parse_config adds the infrastructure to protected."""
     protected = [_protected(r, key, item) for key, item in r.items("protected")]
     return GuardPolicy(
-        protected=tuple(p for p in protected if p) + _infrastructure(bgp),
+        protected=tuple(p for p in protected if p),
         protect_host_addresses=r.get("protect_host_addresses", bool, True),
         allow_empty_protected=r.get("allow_empty_protected", bool, False),
         min_length_ipv4=r.number("min_length_ipv4", int, 32, 8, 32),
@@ -283,38 +352,39 @@ def _protected(r: _Reader, key: str, item: Any) -> ProtectedPrefix | None:
         prefix = entry.parsed("prefix", _network, None)
         name = entry.parsed("name", _name, "")
         entry.finish()
-        if prefix is None:
+        if "prefix" not in entry.table:
             entry.problem(entry.key("prefix"), "is required")
-            return None
-        return ProtectedPrefix(prefix, name)
+        return ProtectedPrefix(prefix, name) if prefix is not None else None
     prefix = _item(r, key, item, _network)
     return ProtectedPrefix(prefix) if prefix is not None else None
 
 
-def _infrastructure(bgp: _Reader) -> tuple[ProtectedPrefix, ...]:
-    """The BGP peers and next-hops are never blackholed (read without marking keys used)."""
-    found: list[ProtectedPrefix] = []
-    for peer in bgp.table.get("peers", []) if isinstance(bgp.table.get("peers"), list) else []:
-        if isinstance(peer, dict):
-            for field in ("address", "local_address"):
-                found += _host_entry(peer.get(field), str(peer.get("name", "")), "peer")
-    for field in ("next_hop_ipv4", "next_hop_ipv6"):
-        found += _host_entry(bgp.table.get(field), field, "next-hop")
-    return tuple(found)
+def infrastructure(bgp: BgpConfig) -> tuple[ProtectedPrefix, ...]:
+    """Never blackholed: the BGP peers and the injector's session addresses, the next-hops
+    announced, and the discard next-hops the firewalls route to Null0 (a blackhole for one
+    would resolve through itself)."""
+    found = [_host(peer.address, peer.name, "peer") for peer in bgp.peers]
+    found += [_host(peer.local_address, f"{peer.name} local_address", "host-address")
+              for peer in bgp.peers if peer.local_address is not None]
+    found += [_host(address, key, "next-hop")
+              for key, address in (("next_hop_ipv4", bgp.next_hop_ipv4), ("next_hop_ipv6", bgp.next_hop_ipv6))
+              if address is not None]
+    return tuple(found) + discard_next_hops(bgp)
 
 
-def _host_entry(value: Any, name: str, kind: str) -> list[ProtectedPrefix]:
-    try:
-        address = _address(value)
-    except (ValueError, TypeError, AddrFormatError):
-        return []  # reported where the key is parsed
-    if not NAME.fullmatch(name):
-        return []  # reported where the peer's name is parsed
-    return [ProtectedPrefix(IPNetwork(f"{address}/{address.netmask_bits()}"), name, kind)]
+def discard_next_hops(bgp: BgpConfig) -> tuple[ProtectedPrefix, ...]:
+    return tuple(_host(address, key, "next-hop")
+                 for key, address in (("discard_ipv4", bgp.discard_ipv4), ("discard_ipv6", bgp.discard_ipv6)))
+
+
+def _host(address: IPAddress, name: str, kind: str) -> ProtectedPrefix:
+    return ProtectedPrefix(IPNetwork(f"{address}/{address.netmask_bits()}"), name, kind)
 
 
 def _peer(r: _Reader, key: str, item: Any) -> Peer | None:
     p = _Reader(item, key, r.problems)
+    if not isinstance(item, dict):
+        return None  # reported as "must be a table"; its fields would only repeat it
     peer = Peer(
         name=p.parsed("name", _name, ""),
         address=p.parsed("address", _address, None),  # type: ignore[arg-type]
@@ -325,6 +395,10 @@ def _peer(r: _Reader, key: str, item: Any) -> Peer | None:
     for field in ("address", "asn"):
         if field not in p.table:
             p.problem(p.key(field), "is required")
+    if peer.address is not None and peer.local_address is not None \
+            and peer.local_address.version != peer.address.version:
+        p.problem(p.key("local_address"), f"{peer.local_address} is not IPv{peer.address.version} like address "
+                  f"{peer.address}: one session has one address family")
     return peer if peer.address is not None else None
 
 
@@ -332,12 +406,12 @@ def _bgp(r: _Reader) -> BgpConfig:
     extra = tuple(c for key, item in r.items("communities") if (c := _item(r, key, item, _community)))
     return BgpConfig(
         local_as=r.number("local_as", int, 65001, 1, 2**32 - 1),
-        router_id=r.parsed("router_id", _address, IPAddress("0.0.0.0")),
+        router_id=r.parsed("router_id", _address_of(4), IPAddress("0.0.0.0")),  # a BGP identifier is 32 bits
         communities=(BLACKHOLE,) + tuple(c for c in extra if c != BLACKHOLE),
-        next_hop_ipv4=r.parsed("next_hop_ipv4", _address, None),
-        next_hop_ipv6=r.parsed("next_hop_ipv6", _address, None),
-        discard_ipv4=r.parsed("discard_ipv4", _address, IPAddress("192.0.2.1")),
-        discard_ipv6=r.parsed("discard_ipv6", _address, IPAddress("100::1")),
+        next_hop_ipv4=r.parsed("next_hop_ipv4", _address_of(4), None),
+        next_hop_ipv6=r.parsed("next_hop_ipv6", _address_of(6), None),
+        discard_ipv4=r.parsed("discard_ipv4", _address_of(4), IPAddress("192.0.2.1")),
+        discard_ipv6=r.parsed("discard_ipv6", _address_of(6), IPAddress("100::1")),
         prefix_limit=r.number("prefix_limit", int, 10000, 1, 10**7),
         peers=tuple(p for key, item in r.items("peers") if (p := _peer(r, key, item))),
     )
@@ -350,7 +424,7 @@ def _kernel(r: _Reader) -> KernelConfig:
     return KernelConfig(
         enabled=r.get("enabled", bool, True),
         route_type=r.parsed("route_type", RouteType, RouteType.BLACKHOLE),
-        table=r.number("table", int, 254, 1, 2**32 - 1),
+        table=r.number("table", int, MAIN_TABLE, 1, 2**32 - 1),
         protocol=protocol,
         metric=r.number("metric", int, 0, 0, 2**32 - 1),
     )
@@ -361,6 +435,7 @@ def _exabgp(r: _Reader) -> ExabgpConfig:
         enabled=r.get("enabled", bool, False),
         bridge_socket=Path(r.get("bridge_socket", str, str(DEFAULT_BRIDGE_SOCKET))),
         bridge_user=r.parsed("bridge_user", _user, "f2b-bgp"),
+        bridge_program=r.parsed("bridge_program", _program, default_bridge_program()),
         batch_size=r.number("batch_size", int, 200, 1, 5000),
         ack_timeout=r.number("ack_timeout", float, 10.0, 0.1, 600),
         max_in_flight=r.number("max_in_flight", int, 2000, 1, 100000),

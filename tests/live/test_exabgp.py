@@ -1,8 +1,9 @@
 """Issue 5 live scenario: the f2b-bgp daemon announces through ExaBGP, started from the shipped exabgp/ files.
 
 Injector: f2b-bgp (ExaBGP and kernel backends together) + ExaBGP running `f2b-bgp exabgp-bridge`, loaded from
-exabgp/exabgp.conf and exabgp/exabgp.env byte for byte; the environment overrides only what a
-test must (user root, log to stdout, the bridge socket in the daemon's work dir, PATH).
+exabgp/exabgp.conf and exabgp/exabgp.env byte for byte but for the documented placeholder
+backends.exabgp.bridge_program (a wrapper running this checkout); the environment overrides only
+what a test must (user root, log to stdout, the bridge socket in the daemon's work dir).
 Receivers on the firewall: FRR, BIRD and OpenBGPD from their shipped snippets, GoBGP from the
 lab's config (RIB only, as OpenBGPD on Linux).
 
@@ -23,10 +24,8 @@ lab's config (RIB only, as OpenBGPD on Linux).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,9 +35,10 @@ from pathlib import Path
 import pytest
 
 from f2b_bgp.errors import ExitCode
+from f2b_bgp.peering.regenerate import reference_config
 from tests.lab.asserts import assert_established, assert_no_route, assert_route
 from tests.lab.bird import Bird
-from tests.lab.exabgp import Exabgp
+from tests.lab.exabgp import Exabgp, with_bridge_program
 from tests.lab.f2bbgp import FW1, F2bBgp, lab_config
 from tests.lab.frr import Frr
 from tests.lab.gobgp import Gobgp
@@ -63,6 +63,7 @@ STORM = 10_000
 ACK_TIMEOUT = 3
 
 DAEMON_CONFIG = lab_config(retry_interval=1, guards="max_routes = 20000\nmax_rate = 20000", rest=f"""[bgp]
+prefix_limit = 20000
 local_as = 65001
 router_id = "198.51.100.2"
 next_hop_ipv4 = "198.51.100.2"
@@ -161,11 +162,9 @@ class Lab:
 def exabgp_env(daemon: F2bBgp) -> dict[str, str]:
     """The test's only departures from exabgp/exabgp.env (environment variables win over the file)."""
     return {
-        "EXABGP_ENVFILE": str(EXABGP_DIR / "exabgp.env"),
         "exabgp_daemon_user": "root",
         "exabgp_log_destination": "stdout",
         "F2B_BGP_BRIDGE_SOCKET": str(daemon.workdir / "exabgp.sock"),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     }
 
 
@@ -178,8 +177,10 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         stack.enter_context(ServerListener(topo))
         receiver = start_receiver(stack, request.param, topo, workdir)
         daemon = stack.enter_context(F2bBgp(topo.ns("injector"), DAEMON_CONFIG))
-        exabgp = stack.enter_context(Exabgp(topo.ns("injector"), EXABGP_DIR / "exabgp.conf", listen=INJECTOR,
-                                            workdir=workdir, env=exabgp_env(daemon)))
+        # started as docs/peering.md says: exabgp --env-file exabgp.env server exabgp.conf
+        conf = with_bridge_program(EXABGP_DIR / "exabgp.conf", workdir, str(reference_config().exabgp.bridge_program))
+        exabgp = stack.enter_context(Exabgp(topo.ns("injector"), conf, listen=INJECTOR, workdir=workdir,
+                                            env=exabgp_env(daemon), env_file=EXABGP_DIR / "exabgp.env"))
         yield Lab(request.param, topo, receiver, daemon, exabgp)
 
 

@@ -40,6 +40,9 @@ protected = [{{ prefix = "198.51.100.0/24", name = "our network" }}]
 allow_special = ["192.0.2.0/24", "2001:db8::/32", "203.0.113.0/24"]
 max_routes = 1000
 max_rate = 10000
+[bgp]
+# 192.0.2.1 is fail2ban's test address here; as the default discard next-hop the guards would refuse it
+discard_ipv4 = "192.0.2.254"
 """
 SHORT = 4  # seconds, the "short" jail's bantime
 
