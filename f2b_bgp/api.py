@@ -31,6 +31,7 @@ MAX_IN_FLIGHT = 256  # per connection: reading pauses beyond it (backpressure)
 WRITE_BUFFER = 256 * 1024
 WRITE_TIMEOUT = 10.0  # a client that reads nothing for this long is dropped
 MAX_BANTIME = 10 * 365 * 86400
+MAX_PAGE = 10000  # prefixes per `list` answer
 MAX_EPOCH = 4102444800.0  # 2100-01-01: a start time past it is a typo or an attack
 
 Handler = Callable[[Service, dict[str, Any]], Awaitable[object]]
@@ -96,7 +97,8 @@ async def _flush(service: Service, req: dict[str, Any]) -> object:
 
 
 async def _list(service: Service, req: dict[str, Any]) -> object:
-    return service.listing(_name(req, "jail", None))
+    page = {"limit": limit} if (limit := _number(req, "limit", int, 1, MAX_PAGE)) else {}
+    return service.listing(_name(req, "jail", None), _string(req, "after", "") or "", **page)
 
 
 async def _show(service: Service, req: dict[str, Any]) -> object:

@@ -8,6 +8,7 @@ import sys
 import time
 import tomllib
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import click
@@ -118,17 +119,41 @@ def withdraw(ctx: Context, address: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
 @pass_ctx
 def list_(ctx: Context, jail: str | None, as_json: bool) -> None:
-    """List blackholed prefixes."""
-    bans = ctx.call("list", jail=jail)["bans"]
+    """List blackholed prefixes (page by page: a million rows stream without holding up the daemon)."""
+    first = True
+    if not as_json:
+        click.echo(_row(LIST_HEADER))
+    for bans in _pages(ctx, jail):
+        for b in bans:
+            if as_json:
+                click.echo(("[" if first else ",") + json.dumps(b, separators=(",", ":")))
+                first = False
+                continue
+            backends = " ".join(f"{n}:{s['state']}" for n, s in b["backends"].items())
+            for owner in b["owners"]:  # with --jail, the daemon sends only that jail's claims
+                click.echo(_row((b["prefix"], owner["jail"], _when(owner["created"]), _when(owner["expires"]),
+                                 b["state"], backends)))
     if as_json:
-        click.echo(json.dumps(bans, indent=2))
-        return
-    rows = [("PREFIX", "JAIL", "SINCE", "EXPIRES", "STATE", "BACKEND")]
-    for b in bans:
-        backends = " ".join(f"{n}:{s['state']}" for n, s in b["backends"].items())
-        for owner in b["owners"]:  # with --jail, the daemon sends only that jail's claims
-            rows.append((b["prefix"], owner["jail"], _when(owner["created"]), _when(owner["expires"]), b["state"], backends))
-    _table(rows)
+        click.echo("[]" if first else "]")
+
+
+LIST_HEADER = ("PREFIX", "JAIL", "SINCE", "EXPIRES", "STATE", "BACKEND")
+LIST_WIDTHS = (43, 16, 20, 20, 7)  # an IPv6 /128 is 43 characters at most; a jail may be wider
+
+
+def _row(cells: tuple[str, ...]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, (*LIST_WIDTHS, 0))).rstrip()
+
+
+def _pages(ctx: Context, jail: str | None) -> Iterator[list[dict[str, Any]]]:
+    with Client(ctx.socket) as client:
+        after = ""
+        while True:
+            page = client.call("list", jail=jail, after=after)
+            yield page["bans"]
+            if page["next"] is None:
+                return
+            after = page["next"]
 
 
 @cli.command()
@@ -288,12 +313,6 @@ def exabgp_bridge(bridge_socket: str) -> None:
 
 def _when(ts: float | None) -> str:
     return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
-
-
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
 def _fail(err: F2bBgpError, debug: bool) -> NoReturn:

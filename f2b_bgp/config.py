@@ -13,13 +13,14 @@ from typing import Any, Callable, TypeVar
 
 from netaddr import AddrFormatError, IPAddress, IPNetwork
 
+from . import defaults
 from .errors import ConfigError
 from .guards import GuardPolicy, ProtectedPrefix
 
-DEFAULT_PATH = Path("/etc/f2b-bgp/config.toml")
+DEFAULT_PATH = Path(defaults.CONFIG_PATH)
 # also `f2b-bgp exabgp-bridge --socket`'s default, written there again to keep config out of the bridge's start-up
-DEFAULT_BRIDGE_SOCKET = Path("/run/f2b-bgp/exabgp.sock")
-BLACKHOLE = "65535:666"
+DEFAULT_BRIDGE_SOCKET = Path(defaults.BRIDGE_SOCKET)
+BLACKHOLE = defaults.BLACKHOLE
 MAIN_TABLE = 254  # the only kernel table FRR's zebra imports
 
 T = TypeVar("T")
@@ -44,6 +45,8 @@ class DaemonConfig:
     reconcile_interval: float
     retry_interval: float
     log_level: str
+    events_max_age: float  # seconds an event is kept
+    events_max_rows: int  # events kept at most (the oldest go first)
 
 
 @dataclass(frozen=True)
@@ -305,15 +308,17 @@ def _community(value: Any) -> str:
 
 def _daemon(r: _Reader) -> DaemonConfig:
     return DaemonConfig(
-        socket=Path(r.get("socket", str, "/run/f2b-bgp/f2b-bgp.sock")),
+        socket=Path(r.get("socket", str, defaults.API_SOCKET)),
         socket_mode=r.parsed("socket_mode", _octal_mode, 0o660),
         socket_group=r.get("socket_group", str, ""),
-        database=Path(r.get("database", str, "/var/lib/f2b-bgp/state.db")),
+        database=Path(r.get("database", str, defaults.DATABASE)),
         default_bantime=r.number("default_bantime", int, 3600, 1, 10**9),
         max_bantime=r.number("max_bantime", int, 30 * 86400, 1, 10**9),
         reconcile_interval=r.number("reconcile_interval", float, 60.0, 0.1, 86400),
         retry_interval=r.number("retry_interval", float, 5.0, 0.05, 3600),
         log_level=r.parsed("log_level", _log_level, "info"),
+        events_max_age=r.number("events_max_days", float, 30.0, 0.001, 3650) * 86400,
+        events_max_rows=r.number("events_max_rows", int, 200_000, 1000, 10**8),
     )
 
 

@@ -159,6 +159,7 @@ class FlushResult:
 @dataclass(frozen=True)
 class Listing:
     bans: tuple[BanView, ...]
+    next: str | None  # ask again with after=next for the following page; None: this was the last
 
 
 @dataclass(frozen=True)

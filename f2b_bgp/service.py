@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 PERMANENT = -1
 RATE_WINDOW = 60.0
 STORE_RETRY_MAX = 60.0
+PRUNE_BATCH = 5000  # events deleted per transaction
+LIST_PAGE = 1000  # prefixes per `list` answer: a page is read and rendered in a few ms
 GUARDS_CHECKED = "guards.checked"  # meta key: the fingerprint of the guards every stored ban last passed
 
 
@@ -127,12 +129,13 @@ class Service:
         log.info(kv("flush", jail=jail or "*", claims=len(removed), prefixes=len(gone)))
         return FlushResult(len(removed), len(gone))
 
-    def listing(self, jail: str | None = None) -> Listing:
+    def listing(self, jail: str | None = None, after: str = "", limit: int = LIST_PAGE) -> Listing:
+        """One page of the blackholed prefixes, in the order of their text; `next` continues it."""
         grouped: dict[Prefix, list[Claim]] = {}
-        for claim in self.store.claims():
+        for claim in self.store.page(after, limit, jail):
             grouped.setdefault(claim.prefix, []).append(claim)
-        return Listing(tuple(self._view(prefix, claims, jail) for prefix, claims in grouped.items()
-                             if jail is None or any(c.jail == jail for c in claims)))
+        bans = tuple(self._view(prefix, claims, jail) for prefix, claims in grouped.items())
+        return Listing(bans, str(bans[-1].prefix) if len(bans) == limit else None)  # the store's text order
 
     def show(self, text: str) -> ShowResult:
         verdict = check_text(text, self.config.guards, self.host)
@@ -207,9 +210,16 @@ class Service:
             await asyncio.sleep(self.config.daemon.retry_interval)
             if self.clock() >= next_reconcile:
                 await _survive("reconcile", self.reconcile("periodic"))
+                await _survive("prune", self._prune_events())
                 next_reconcile = self.clock() + self.config.daemon.reconcile_interval
             else:
                 await _survive("retry", self._retry_pending())
+
+    async def _prune_events(self) -> None:
+        daemon = self.config.daemon
+        while self.store.prune_events(self.clock(), daemon.events_max_age, daemon.events_max_rows,
+                                      PRUNE_BATCH) == PRUNE_BATCH:
+            await asyncio.sleep(0)  # other requests go between rounds
 
     async def reconcile(self, why: str) -> ReconcileReport:
         if self.read_host is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, KeysView
+from collections.abc import KeysView
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,20 +136,20 @@ class Store:
         sql = f"SELECT {_CLAIM_COLUMNS} FROM claims" + (" WHERE " + " AND ".join(where) if where else "")
         return [_claim(row) for row in self.db.execute(sql + " ORDER BY created, prefix, jail", args)]
 
-    def iter_claims(self, jail: str | None = None, batch: int = 2000) -> Iterator[list[Claim]]:
-        """Every claim (of one jail) in batches, ordered by prefix text: for listings that must not block."""
-        last = ("", "")
-        while True:
-            sql = f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE (prefix, jail) > (?, ?)"
-            args: list[object] = [*last]
-            if jail is not None:
-                sql += " AND prefix IN (SELECT prefix FROM claims WHERE jail = ?)"
-                args.append(jail)
-            rows = self.db.execute(sql + " ORDER BY prefix, jail LIMIT ?", (*args, batch)).fetchall()
-            if not rows:
-                return
-            last = (rows[-1][0], rows[-1][1])
-            yield [_claim(row) for row in rows]
+    def page(self, after: str, limit: int, jail: str | None = None) -> list[Claim]:
+        """Every claim on the next `limit` prefixes whose text sorts after `after` (of those
+        that jail claims, if given): one bounded read, so a listing of a million never blocks."""
+        sql, args = "SELECT DISTINCT prefix FROM claims WHERE prefix > ?", [after]
+        if jail is not None:
+            sql += " AND jail = ?"
+            args.append(jail)
+        prefixes = [row[0] for row in self.db.execute(sql + " ORDER BY prefix LIMIT ?", (*args, limit))]
+        if not prefixes:
+            return []
+        rows = self.db.execute(f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE prefix >= ? AND prefix <= ? "
+                               "ORDER BY prefix, created, jail", (prefixes[0], prefixes[-1])).fetchall()
+        wanted = set(prefixes)
+        return [_claim(row) for row in rows if row[0] in wanted]
 
     def wanted(self) -> KeysView[Prefix]:
         return self.owners.keys()
@@ -228,6 +228,16 @@ class Store:
         return self._one("SELECT MIN(expires) FROM claims")
 
     # events
+
+    def prune_events(self, now: float, max_age: float, max_rows: int, batch: int = 5000) -> int:
+        """Delete up to `batch` of the oldest events that are past max_age or beyond max_rows;
+        the caller repeats while it returns `batch`, yielding between rounds."""
+        newest = self._one("SELECT MAX(id) FROM events") or 0
+        with self._tx():
+            gone = self.db.execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id <= ? OR ts < ? ORDER BY id LIMIT ?)",
+                (newest - max_rows, now - max_age, batch)).rowcount
+        return gone
 
     def event(self, event: str, prefix: str = "", jail: str = "", detail: str = "") -> None:
         with self._tx():

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from netaddr import IPAddress, IPNetwork
 
 from f2b_bgp.config import Config, Peer, discard_next_hops
+from f2b_bgp.defaults import BLACKHOLE
 from f2b_bgp.errors import ConfigError
 from f2b_bgp.guards import ProtectedPrefix
-
-BLACKHOLE = "65535:666"
 
 
 @dataclass(frozen=True)

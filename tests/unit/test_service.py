@@ -198,3 +198,22 @@ def test_list_by_jail_shows_only_that_jails_claims(tmp_path: Path) -> None:
     run(service.ban(BanRequest(B, jail="j3")))
     (view,) = service.listing("j4").bans
     assert view.prefix == PA and [o.jail for o in view.owners] == ["j4"]
+
+
+def test_list_pages_cover_every_prefix_once_with_all_its_owners(tmp_path: Path) -> None:
+    service, _, _ = make(tmp_path, max_rate=100)
+    addresses = [f"203.0.113.{i}" for i in (5, 50, 6, 60, 7)]
+    for address in addresses:
+        run(service.ban(BanRequest(address, jail="sshd")))
+    run(service.ban(BanRequest("203.0.113.50", jail="nginx")))
+    seen, after, pages = [], "", 0
+    while True:
+        page = service.listing(after=after, limit=2)
+        seen += page.bans
+        pages += 1
+        if page.next is None:
+            break
+        after = page.next
+    assert pages == 3 and sorted(str(b.prefix) for b in seen) == sorted(f"{a}/32" for a in addresses)
+    assert {o.jail for b in seen if str(b.prefix) == "203.0.113.50/32" for o in b.owners} == {"sshd", "nginx"}
+    assert [str(b.prefix) for b in service.listing(jail="nginx").bans] == ["203.0.113.50/32"]

@@ -4,6 +4,7 @@ and a failed write leaves memory exactly as the disk."""
 import os
 import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -111,3 +112,15 @@ def test_kill_9_loses_nothing_committed(tmp_path: Path) -> None:
     assert acknowledged == 200
     assert Store(db).count_wanted() == acknowledged
     assert os.path.exists(str(db) + "-wal")  # the data was recovered from the write-ahead log
+
+
+def test_events_are_pruned_by_age_and_by_count_oldest_first(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    for i in range(30):
+        store.event("ban", f"203.0.113.{i}/32")
+    store.db.execute("UPDATE events SET ts = 1000 WHERE id <= 5")  # five old ones
+    assert store.prune_events(now=time.time(), max_age=3600, max_rows=100) == 5
+    assert store.prune_events(now=time.time(), max_age=3600, max_rows=20, batch=3) == 3
+    assert store.prune_events(now=time.time(), max_age=3600, max_rows=20, batch=3) == 2
+    assert store.prune_events(now=time.time(), max_age=3600, max_rows=20) == 0
+    assert [e.prefix for e in store.events(limit=100)][0] == "203.0.113.10/32"
