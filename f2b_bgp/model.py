@@ -257,14 +257,24 @@ class Pong:
     version: str
 
 
+_PLAIN = (str, int, float, bool, type(None))
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def to_wire(value: Any) -> Any:
     """JSON-ready form of a model value: dataclasses as objects, enums and prefixes as text."""
-    if isinstance(value, Prefix):
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is Prefix:
         return str(value)
+    names = _FIELDS.get(kind)
+    if names is None and dataclasses.is_dataclass(kind):
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    if names is not None:
+        return {name: to_wire(getattr(value, name)) for name in names}
     if isinstance(value, Enum):
         return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
         return {str(k): to_wire(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
