@@ -24,6 +24,7 @@ lab's config (RIB only, as OpenBGPD on Linux).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import threading
@@ -309,6 +310,7 @@ def test_080_a_stalled_exabgp_times_out_and_the_replay_repairs_it(lab: Lab) -> N
 
 
 def test_085_changed_attributes_are_announced_after_a_reload_and_a_restart(lab: Lab) -> None:
+    lab.wait(lambda: lab.status()["ready"], "bridge connected")
     lab.ban(ATTACKER["4"])
     assert_route(lab.peer, ATTACKER["4"], communities=[BLACKHOLE], timeout=SETTLE)
     original = lab.daemon.config.read_text()
@@ -320,6 +322,7 @@ def test_085_changed_attributes_are_announced_after_a_reload_and_a_restart(lab: 
         lab.daemon.config.write_text(original)
     lab.daemon.kill()
     lab.daemon.start()  # the store remembers what ExaBGP was told: the old community goes
+
     def plain() -> bool:
         route = lab.peer.rib().get(ATTACKER["4"])
         return route is not None and BLACKHOLE in route.communities and "65001:666" not in route.communities
