@@ -61,17 +61,8 @@ def test_daemon_unavailable(tmp_path: Path) -> None:
 
 def test_internal_error_of_the_daemon_is_exit_1(tmp_path: Path) -> None:
     path = str(tmp_path / "fake.sock")
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(path)
-    server.listen(1)
-
-    def answer() -> None:
-        conn, _ = server.accept()
-        conn.recv(4096)
-        conn.sendall(json.dumps({"ok": False, "code": "error", "error": "internal error, see the daemon log"}).encode() + b"\n")
-        conn.close()
-
-    threading.Thread(target=answer, daemon=True).start()
+    reply = {"ok": False, "code": "error", "error": "internal error, see the daemon log"}
+    server = fake_daemon(path, json.dumps(reply).encode() + b"\n")
     result = f2b_bgp("--socket", path, "list")
     server.close()
     assert result.returncode == ExitCode.ERROR and "internal error" in result.stderr
