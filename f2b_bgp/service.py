@@ -17,6 +17,7 @@ from .backends.base import Backend, BackendUnavailable
 from .config import Config
 from .errors import LimitError, RefusedError
 from .guards import Accepted, HostFacts, Refused, check_capacity, check_prefix, check_text
+from .spool import Spool
 from .store import ACTIVE, PENDING, Claim, Store
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Service:
         self.locks: dict[str, list[Any]] = {}  # prefix -> [lock, users]
         self.wake = asyncio.Event()
         self.last_reconcile: dict[str, Any] = {}
+        self.queue: Spool | None = None  # the fail2ban queue, once the daemon has opened it
         for backend in self.backends:
             backend.on_reset = self._replayer(backend)
             backend.on_lost = self._loser(backend)
@@ -142,7 +144,19 @@ class Service:
                        "bans_last_minute": len(self.recent)},
             "backends": {b.name: {**b.status(), "pending": len(_stuck(b, wanted, states))} for b in self.backends},
             "last_reconcile": self.last_reconcile,
+            "queue": self.queue_status(),
         }
+
+    def queue_status(self) -> dict[str, Any] | None:
+        """The fail2ban queue: lines waiting, the age of the oldest, counts since start, why it is not read."""
+        return self.queue.status() if self.queue is not None else None
+
+    def events(self, since: float | None, prefix: str | None, jail: str | None, limit: int) -> dict[str, Any]:
+        """The newest `limit` events matching every filter given, oldest first."""
+        if prefix is not None:
+            prefix = self._parse(prefix)
+        rows = self.store.query_events(since=since, prefix=prefix, jail=jail, limit=limit)
+        return {"events": [{"ts": ts, "event": ev, "prefix": p, "jail": j, "detail": d} for ts, ev, p, j, d in rows]}
 
     # background work
 
