@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
 MAX_STRING = 256
+DEFAULT_EVENTS, MAX_EVENTS = 100, 1000  # rows per events request
 MAX_IN_FLIGHT = 1024  # per connection: reading pauses beyond it (backpressure)
 
 Handler = Callable[[Service, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -105,13 +106,22 @@ async def _status(service: Service, req: dict[str, Any]) -> dict[str, Any]:
     return service.status()
 
 
+async def _events(service: Service, req: dict[str, Any]) -> dict[str, Any]:
+    since = _number(req, "since", float)
+    limit = _number(req, "limit", int)
+    limit = DEFAULT_EVENTS if limit is None else limit
+    if not 1 <= limit <= MAX_EVENTS:
+        raise RequestError(f"field 'limit' must be 1..{MAX_EVENTS}")
+    return service.events(since, _string(req, "prefix"), _jail(req, None), limit)
+
+
 async def _ping(service: Service, req: dict[str, Any]) -> dict[str, Any]:
     return {"version": service.status()["version"]}
 
 
 HANDLERS: dict[str, Handler] = {
     "ban": _ban, "unban": _unban, "withdraw": _withdraw, "flush": _flush, "list": _list,
-    "show": _show, "sync": _sync, "status": _status, "ping": _ping,
+    "show": _show, "sync": _sync, "status": _status, "ping": _ping, "events": _events,
 }
 
 

@@ -212,6 +212,20 @@ class Store:
         ).fetchall()
         return list(reversed(rows))
 
+    def query_events(self, since: float | None = None, prefix: str | None = None, jail: str | None = None,
+                     limit: int = 100) -> list[tuple[float, str, str, str, str]]:
+        """The newest `limit` events with ts >= since, of this prefix and jail (each filter optional), oldest first."""
+        where, args = [], []
+        for clause, value in (("ts >= ?", since), ("prefix = ?", prefix), ("jail = ?", jail)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = "SELECT ts, event, prefix, jail, detail FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+        return list(reversed(rows))
+
 
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT; nested uses join the outer transaction."""
