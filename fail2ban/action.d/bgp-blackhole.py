@@ -31,7 +31,7 @@
 #   timeout           seconds to wait for the daemon (connect, send, an answer
 #                     to the oldest request in flight) before queueing; fail2ban
 #                     gives Python actions no timeout of its own.  Default: 5
-#   queue             the daemon's queue file.  Default:
+#   queue             the daemon's queue file.  Default: $F2B_BGP_QUEUE, else
 #                     /var/lib/f2b-bgp/fail2ban.queue
 #   withdraw_on_stop  "true": withdraw the jail's routes when fail2ban stops or
 #                     restarts it. Default "false": routes stay, the daemon
@@ -345,7 +345,8 @@ class BgpBlackholeAction(ActionBase):
         if self._conn is not None:
             self._conn.wait_answered()
             self._conn.close()
-        self._conn = Connection(path, seconds, Queue(queue or DEFAULT_QUEUE), self._logSys, self._jail.name)
+        queue = queue or os.environ.get("F2B_BGP_QUEUE") or DEFAULT_QUEUE
+        self._conn = Connection(path, seconds, Queue(queue), self._logSys, self._jail.name)
 
     def clearAllParams(self):
         """Called by "fail2ban-client reload" before reload(); the options then come anew."""
