@@ -296,15 +296,15 @@ class Connection(object):
                 response = json.loads(answer.decode("utf-8"))
                 if not isinstance(response, dict):
                     raise ValueError("response is not a JSON object")
-                with self._lock:
+                with self._lock:  # answered (and logged) before anyone waiting sees it gone
                     if self._sock is not sock or not self._inflight:
                         return
                     request, waiter = self._inflight.popleft()
                     if waiter is not None:
                         waiter["response"] = response
+                    else:
+                        self._answered(request, response)
                     self._lock.notify_all()
-                if waiter is None:
-                    self._answered(request, response)
         except (OSError, ValueError) as err:
             with self._lock:
                 if self._sock is sock:  # not closed on purpose
