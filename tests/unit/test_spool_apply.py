@@ -88,6 +88,25 @@ def test_events_filters_and_limit(setup) -> None:  # type: ignore[no-untyped-def
         assert api(service, op="events", **bad)["ok"] is False
 
 
+def test_a_line_appended_while_the_daemon_runs_is_applied_at_once(setup) -> None:  # type: ignore[no-untyped-def]
+    service, backend, clock, path, _ = setup
+    runner = SpoolRunner(service.queue, service, safety_interval=3600)  # only inotify can wake it in time
+
+    async def scenario() -> None:
+        task = asyncio.create_task(runner.run())
+        await asyncio.sleep(0.1)  # let it drain the empty queue and wait
+        with open(path, "ab") as out:
+            out.write(ban("203.0.113.7", clock.now))
+        deadline = asyncio.get_running_loop().time() + 10
+        while A not in backend.routes and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert backend.routes == {A}
+
+
 @pytest.mark.parametrize("text,seconds", [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("1.5d", 129600)])
 def test_since_durations(text: str, seconds: float) -> None:
     assert _duration(text) == seconds
