@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.lab.fail2ban import F2B_BGP, FAIL2BAN_SERVER, Fail2banServer, Namespace, fail2ban_missing  # noqa: E402
+from tests.lab.fail2ban import FAIL2BAN_SERVER, Fail2banServer, Namespace, fail2ban_missing  # noqa: E402
 from tests.lab.f2bbgp import F2bBgp  # noqa: E402
 from tests.lab.wait import wait_until  # noqa: E402
 

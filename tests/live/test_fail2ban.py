@@ -4,8 +4,8 @@ Every test runs twice: with `banaction = bgp-blackhole` (the shell action) and w
 `banaction = bgp-blackhole.py` (the Python action). fail2ban gets Debian's stock
 jail.conf and our fail2ban/action.d, filter.d and jail.d byte for byte; the test adds
 jail.local (log paths, polling backend, short ban times, its own extra jails) and
-action.d/bgp-blackhole.local (the daemon's socket, the f2b-bgp command): fail2ban's own
-override files. Addresses: 192.0.2.1 and 2001:db8::1 (documentation ranges, allowed by
+action.d/bgp-blackhole.local (the daemon's queue): fail2ban's own override files; the
+Python action finds the socket and the queue in the server's environment. Addresses: 192.0.2.1 and 2001:db8::1 (documentation ranges, allowed by
 the daemon's test config), more from 192.0.2.0/24 and 2001:db8::/32.
 """
 
