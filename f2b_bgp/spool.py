@@ -309,7 +309,11 @@ class Spool:
             for entry in entries:
                 await self._apply_one(entry, apply)
 
-        await asyncio.gather(*(in_order(entries) for entries in segment.values()))
+        # every address runs to its end even if one fails, so a retry never races a leftover
+        results = await asyncio.gather(*(in_order(entries) for entries in segment.values()), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _apply_one(self, entry: Entry, apply: Apply) -> None:
         outcome = await apply(entry)

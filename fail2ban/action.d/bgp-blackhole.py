@@ -129,7 +129,7 @@ class Connection(object):
     def __init__(self, path, timeout, queue, log, jail):
         self.path, self.timeout, self.queue, self.log, self.jail = path, timeout, queue, log, jail
         self._sock = None
-        self._inflight = collections.deque()  # [request, waiter dict or None], oldest first
+        self._inflight = collections.deque()  # (request, waiter dict or None, sent at), oldest first
         self._lock = threading.Condition()
         self._queued = False  # something went to the queue: keep queueing until the daemon applied it all
         self._appends = 0
@@ -229,7 +229,7 @@ class Connection(object):
                 raise OSError("%d requests unanswered after %g s" % (len(self._inflight), self.timeout))
         wire = dict((k, v) for k, v in request.items() if k not in ("failures", "restored"))
         self._sock.sendall(json.dumps(wire, separators=(",", ":")).encode("utf-8") + b"\n")
-        self._inflight.append((request, waiter))  # after the send: a failed send is queued by the caller
+        self._inflight.append((request, waiter, time.monotonic()))  # after the send: a failed one is queued by the caller
 
     def _ask(self, request):
         """Send and wait for this one answer (the lock is released while waiting)."""
@@ -258,7 +258,7 @@ class Connection(object):
         """The connection failed: queue what it had in flight, in order, and wake whoever waits."""
         requests = []
         while self._inflight:
-            request, waiter = self._inflight.popleft()
+            request, waiter, _ = self._inflight.popleft()
             if waiter is not None:
                 waiter["error"] = str(err)
             else:
@@ -288,7 +288,12 @@ class Connection(object):
                 while b"\n" not in buffer:
                     if len(buffer) > MAX_RESPONSE:
                         raise ValueError("response longer than %d bytes" % MAX_RESPONSE)
-                    chunk = sock.recv(65536)
+                    try:
+                        chunk = sock.recv(65536)
+                    except socket.timeout:
+                        if self._overdue():
+                            raise
+                        continue  # idle, or answers still within the timeout
                     if not chunk:
                         raise ValueError("the daemon closed the connection")
                     buffer += chunk
@@ -299,7 +304,7 @@ class Connection(object):
                 with self._lock:  # answered (and logged) before anyone waiting sees it gone
                     if self._sock is not sock or not self._inflight:
                         return
-                    request, waiter = self._inflight.popleft()
+                    request, waiter, _ = self._inflight.popleft()
                     if waiter is not None:
                         waiter["response"] = response
                     else:
@@ -312,6 +317,10 @@ class Connection(object):
                         self.log.warning("[%s] f2b-bgp: connection to the daemon lost with %d request(s) "
                                          "unanswered (queued): %s", self.jail, len(self._inflight), err)
                     self._broken(err)
+
+    def _overdue(self):
+        with self._lock:
+            return bool(self._inflight) and time.monotonic() - self._inflight[0][2] >= self.timeout
 
     def _answered(self, request, response):
         if not response.get("ok"):
