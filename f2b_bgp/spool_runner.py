@@ -65,11 +65,8 @@ class SpoolRunner:
         prefix = _canonical(entry.address)
         try:
             outcome = await self._call(entry)
-        except F2bBgpError as err:
-            # a guard refusal is already logged and recorded by the service; say it came from the queue
-            log.warning("queue %s address=%s jail=%r refused=%s: %s", entry.op, entry.address, entry.jail,
-                        err.code, err.message)
-            outcome = f"refused ({err.code}): {err.message}"
+        except F2bBgpError as err:  # the service logged it (one line, where it was detected)
+            outcome = f"refused: {err.message}" if err.code == "refused" else f"refused ({err.code}): {err.message}"
         self.service.store.event("queue", prefix, entry.jail, f"{entry.op} {_detail(entry)} {outcome}")
         return outcome
 
