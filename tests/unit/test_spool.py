@@ -13,6 +13,8 @@ import asyncio
 import operator
 import os
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -238,3 +240,32 @@ def test_a_queue_others_could_write_is_not_read(queue: Path) -> None:
 
 def test_magic_is_the_versioned_prefix() -> None:
     assert MAGIC == "f2b-bgp1"  # the shipped .conf and .py actions write it literally
+
+
+def test_concurrent_shell_appenders_while_the_daemon_drains_and_compacts(queue: Path) -> None:
+    """8 `sh` processes append 200 lines each with `printf >>` while the reader drains and empties
+    the queue as often as it can: every line is applied exactly once."""
+    writers, lines = 8, 200
+    script = ('i=0; while [ $i -lt %d ]; do i=$((i+1)); '
+              'printf "f2b-bgp1 ban 2001:db8:%%x::%%x 1700000000 600 1 0 w%%s\\n" "$1" "$i" "$1" >> "$2"; sleep 0.001; done')
+    procs = [subprocess.Popen(["sh", "-c", script % lines, "sh", str(w + 1), str(queue)]) for w in range(writers)]
+    spool, rec = Spool(queue, compact_at=1), Recorder()
+    compactions = 0
+
+    async def drain_until_done() -> None:
+        nonlocal compactions
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done = all(p.poll() is not None for p in procs)
+            applied = len(rec.applied)
+            await spool.drain(rec.apply, rec.refuse)
+            compactions += len(rec.applied) > applied and spool.offset == 0  # applied, then emptied
+            if done and len(rec.applied) == applied:
+                return  # the writers are gone and the queue has nothing more
+            await asyncio.sleep(0.001)
+
+    asyncio.run(drain_until_done())
+    assert [p.wait(10) for p in procs] == [0] * writers
+    assert rec.refused == []
+    assert sorted(rec.applied) == sorted({(op, a, j) for op, a, j in rec.applied}) and len(rec.applied) == writers * lines
+    assert compactions > 0  # the truncation really raced the writers
