@@ -27,6 +27,7 @@ from its start.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import hashlib
 import ipaddress
@@ -165,6 +166,7 @@ class Spool:
         self.pending_since: float | None = None  # monotonic time the oldest unapplied byte was first seen
         self.error = ""
         self.counts = {"applied": 0, "refused": 0, "malformed": 0}
+        self.lease_warned = False
 
     # status
 
@@ -337,8 +339,11 @@ class Spool:
         assert self.fd is not None
         try:
             fcntl.fcntl(self.fd, F_SETLEASE, fcntl.F_WRLCK)
-        except OSError:
-            return  # an appender has it open now; next time
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EBUSY) and not self.lease_warned:  # EAGAIN: a writer has it open
+                log.warning("queue path=%s is never emptied: no write lease (%s; fs.leases-enable?)", self.path, err)
+                self.lease_warned = True
+            return
         try:
             if os.fstat(self.fd).st_size == self.offset:
                 os.ftruncate(self.fd, 0)
