@@ -86,7 +86,7 @@ class DaemonError(Exception):
 
 
 class Queue(object):
-    """Appends request lines to the daemon's queue file: one O_APPEND write per line."""
+    """Appends request lines to the daemon's queue file: one O_APPEND write per call, never torn apart."""
 
     def __init__(self, path):
         self.path = path
