@@ -116,3 +116,22 @@ def test_since_durations(text: str, seconds: float) -> None:
 def test_bad_durations_are_usage_errors(text: str) -> None:
     with pytest.raises(click.BadParameter):
         _duration(text)
+
+
+def test_pipelined_requests_on_one_connection_keep_their_order(setup) -> None:  # type: ignore[no-untyped-def]
+    """The .py action pipelines: the API starts one task per line, in order. A ban and the unban
+    right behind it must end unbanned, so each handler writes the store before it first awaits."""
+    service, backend, _, _, _ = setup
+
+    async def pipeline() -> None:
+        lines = [{"op": "ban", "prefix": "203.0.113.7", "jail": "sshd"}, {"op": "unban", "prefix": "203.0.113.7", "jail": "sshd"},
+                 {"op": "ban", "prefix": "203.0.113.8", "jail": "sshd"}]
+        backend.gate = asyncio.Event()  # the ban's route stays unacknowledged while the unban comes in
+        tasks = [asyncio.create_task(handle_line(service, json.dumps(line).encode())) for line in lines]
+        await asyncio.sleep(0)
+        backend.gate.set()
+        assert all(answer["ok"] for answer in await asyncio.gather(*tasks))
+
+    asyncio.run(pipeline())
+    assert backend.routes == {"203.0.113.8/32"}
+    assert [b["prefix"] for b in api(service, op="list")["bans"]] == ["203.0.113.8/32"]
