@@ -33,6 +33,9 @@
 #                     gives Python actions no timeout of its own.  Default: 5
 #   queue             the daemon's queue file.  Default: $F2B_BGP_QUEUE, else
 #                     /var/lib/f2b-bgp/fail2ban.queue
+#   retry             while requests are queued, seconds between attempts to
+#                     reach the daemon (each asks whether it applied the queue).
+#                     Default: 1
 #   withdraw_on_stop  "true": withdraw the jail's routes when fail2ban stops or
 #                     restarts it. Default "false": routes stay, the daemon
 #                     withdraws each at its expiry; bans restored at start
@@ -72,7 +75,7 @@ DEFAULT_QUEUE = "/var/lib/f2b-bgp/fail2ban.queue"
 DEFAULT_TIMEOUT = 5.0
 MAX_RESPONSE = 1024 * 1024
 MAX_IN_FLIGHT = 4096  # unanswered requests; beyond it ban() waits (at most the timeout) for answers
-RETRY_EVERY = 1.0  # seconds between attempts to reach the daemon while requests are queued
+DEFAULT_RETRY = 1.0
 TRUE_WORDS = ("1", "true", "yes", "on")
 QUEUE_MAGIC = "f2b-bgp1"
 
@@ -126,8 +129,8 @@ class Connection(object):
     was in flight on a connection that broke, goes to the queue.
     """
 
-    def __init__(self, path, timeout, queue, log, jail):
-        self.path, self.timeout, self.queue, self.log, self.jail = path, timeout, queue, log, jail
+    def __init__(self, path, timeout, retry, queue, log, jail):
+        self.path, self.timeout, self.retry, self.queue, self.log, self.jail = path, timeout, retry, queue, log, jail
         self._sock = None
         self._inflight = collections.deque()  # (request, waiter dict or None, sent at), oldest first
         self._lock = threading.Condition()
@@ -190,7 +193,7 @@ class Connection(object):
         now = time.monotonic()
         if now < self._next_try:
             return False
-        self._next_try = now + RETRY_EVERY
+        self._next_try = now + self.retry
         mark = self._appends
         try:
             self._connect()
@@ -252,7 +255,7 @@ class Connection(object):
             self.log.warning("[%s] f2b-bgp: daemon not reachable at %s; queueing in %s until it is back",
                              self.jail, self.path, self.queue.path)
             self._queued = True
-            self._next_try = time.monotonic() + RETRY_EVERY
+            self._next_try = time.monotonic() + self.retry
 
     def _broken(self, err):
         """The connection failed: queue what it had in flight, in order, and wake whoever waits."""
@@ -338,30 +341,33 @@ class Connection(object):
 
 class BgpBlackholeAction(ActionBase):
 
-    def __init__(self, jail, name, socket=None, timeout=None, withdraw_on_stop=None, queue=None, **kwargs):
+    def __init__(self, jail, name, socket=None, timeout=None, withdraw_on_stop=None, queue=None, retry=None, **kwargs):
         super(BgpBlackholeAction, self).__init__(jail, name)
         self._conn = None
-        self._configure(socket, timeout, withdraw_on_stop, queue)
+        self._configure(socket, timeout, withdraw_on_stop, queue, retry)
 
     # configuration -------------------------------------------------------------------------
 
-    def _configure(self, socket_path, timeout, withdraw_on_stop, queue):
+    def _configure(self, socket_path, timeout, withdraw_on_stop, queue, retry):
         path = socket_path or os.environ.get("F2B_BGP_SOCKET") or DEFAULT_SOCKET
         seconds = float(timeout) if timeout not in (None, "") else DEFAULT_TIMEOUT
         if not seconds > 0:
             raise ValueError("timeout must be a positive number of seconds, not %r" % (timeout,))
+        retry_seconds = float(retry) if retry not in (None, "") else DEFAULT_RETRY
+        if not 0 <= retry_seconds <= 3600:
+            raise ValueError("retry must be 0..3600 seconds, not %r" % (retry,))
         self.withdraw_on_stop = str(withdraw_on_stop or "false").strip().lower() in TRUE_WORDS
         if self._conn is not None:
             self._conn.wait_answered()
             self._conn.close()
         queue = queue or os.environ.get("F2B_BGP_QUEUE") or DEFAULT_QUEUE
-        self._conn = Connection(path, seconds, Queue(queue), self._logSys, self._jail.name)
+        self._conn = Connection(path, seconds, retry_seconds, Queue(queue), self._logSys, self._jail.name)
 
     def clearAllParams(self):
         """Called by "fail2ban-client reload" before reload(); the options then come anew."""
 
-    def reload(self, socket=None, timeout=None, withdraw_on_stop=None, queue=None, **kwargs):
-        self._configure(socket, timeout, withdraw_on_stop, queue)
+    def reload(self, socket=None, timeout=None, withdraw_on_stop=None, queue=None, retry=None, **kwargs):
+        self._configure(socket, timeout, withdraw_on_stop, queue, retry)
 
     # life cycle ----------------------------------------------------------------------------
 

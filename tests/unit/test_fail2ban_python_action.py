@@ -234,16 +234,14 @@ def test_a_hung_daemon_costs_at_most_the_timeout_and_its_requests_are_queued(fai
 
 
 def test_queueing_goes_on_until_the_daemon_applied_the_queue(fail2ban: Any, sock: Path) -> None:
-    _, action = make_action(fail2ban, sock)
+    _, action = make_action(fail2ban, sock, retry="0")  # ask the daemon at every request while queueing
     action.ban(info("192.0.2.1"))  # daemon down: queued
     depth = {"n": 1}
     fake = FakeDaemon(sock, lambda r: {"ok": True, "queue": {"depth": depth["n"]}} if r["op"] == "status" else ok(r))
     try:
-        action._conn._next_try = 0  # no need to wait for the next attempt
         action.unban(info("192.0.2.1"))  # the daemon is back but has not applied the queue: queued behind it
         assert [r["op"] for r in fake.requests] == ["status"] and len(queued(sock)) == 2
         depth["n"] = 0
-        action._conn._next_try = 0
         action.ban(info("192.0.2.2"))  # queue applied: direct again
         assert [r["op"] for r in requests_of(fake, "ban", 1)] == ["ban"] and len(queued(sock)) == 2
     finally:
@@ -285,6 +283,8 @@ def test_reload_keeps_the_action_and_applies_new_options(fail2ban: Any, sock: Pa
         fake.close()
 
 
-def test_bad_timeout_is_refused_at_load(fail2ban: Any, sock: Path) -> None:
+def test_bad_timeout_or_retry_is_refused_at_load(fail2ban: Any, sock: Path) -> None:
     with pytest.raises(Exception, match="timeout must be a positive number"):
         make_action(fail2ban, sock, timeout="0")
+    with pytest.raises(Exception, match="retry must be 0..3600 seconds"):
+        make_action(fail2ban, sock, retry="-1")
