@@ -33,6 +33,7 @@ WRITE_TIMEOUT = 10.0  # a client that reads nothing for this long is dropped
 MAX_BANTIME = 10 * 365 * 86400
 MAX_PAGE = 10000  # prefixes per `list` answer
 MAX_EPOCH = 4102444800.0  # 2100-01-01: a start time past it is a typo or an attack
+DEFAULT_EVENTS, MAX_EVENTS = 100, 1000  # rows per events request
 
 Handler = Callable[[Service, dict[str, Any]], Awaitable[object]]
 
@@ -117,9 +118,15 @@ async def _ping(service: Service, req: dict[str, Any]) -> object:
     return Pong(service.status().version)
 
 
+async def _events(service: Service, req: dict[str, Any]) -> object:
+    limit = _number(req, "limit", int, 1, MAX_EVENTS)
+    return service.events(_number(req, "since", float, 0, MAX_EPOCH), _string(req, "prefix"),
+                          _name(req, "jail", None), DEFAULT_EVENTS if limit is None else limit)
+
+
 HANDLERS: dict[str, Handler] = {
     "ban": _ban, "unban": _unban, "withdraw": _withdraw, "flush": _flush, "list": _list,
-    "show": _show, "sync": _sync, "status": _status, "ping": _ping,
+    "show": _show, "sync": _sync, "status": _status, "ping": _ping, "events": _events,
 }
 
 

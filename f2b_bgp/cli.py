@@ -141,8 +141,13 @@ LIST_HEADER = ("PREFIX", "JAIL", "SINCE", "EXPIRES", "STATE", "BACKEND")
 LIST_WIDTHS = (43, 16, 20, 20, 7)  # an IPv6 /128 is 43 characters at most; a jail may be wider
 
 
-def _row(cells: tuple[str, ...]) -> str:
-    return "  ".join(c.ljust(w) for c, w in zip(cells, (*LIST_WIDTHS, 0))).rstrip()
+EVENTS_HEADER = ("TIME", "EVENT", "PREFIX", "JAIL", "DETAIL")
+EVENTS_WIDTHS = (20, 13, 43, 16)
+
+
+def _row(cells: tuple[str, ...], widths: tuple[int, ...] = LIST_WIDTHS) -> str:
+    """Fixed widths, so rows print as they come (a wider cell only shifts its own row)."""
+    return "  ".join(c.ljust(w) for c, w in zip(cells, (*widths, 0))).rstrip()
 
 
 def _pages(ctx: Context, jail: str | None) -> Iterator[list[dict[str, Any]]]:
@@ -221,6 +226,8 @@ def status(ctx: Context, as_json: bool) -> None:
     if last:
         drift = "; ".join(f"{n}: {_drift(d)}" for n, d in last["backends"].items())
         click.echo(f"last check ({last['why']}) {_when(last['at'])}: {drift}")
+    if result["queue"]:
+        click.echo(_queue_line(result["queue"]))
 
 
 def _backend_status(name: str, state: dict[str, Any]) -> None:
@@ -246,6 +253,25 @@ def _drift(drift: dict[str, Any]) -> str:
         return "in sync"
     done = "repaired" if drift["repaired"] else "repair pending, the daemon retries"
     return f"missing {drift['missing']}, stale {drift['stale']} ({done})"
+
+
+@cli.command()
+@click.option("--since", metavar="DURATION", help="Only the last DURATION: 90s, 15m, 2h, 7d (a number alone: seconds).")
+@click.option("--prefix", metavar="P", help="Only events of this address or prefix.")
+@click.option("--jail", metavar="J", help="Only events of this jail (owner).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="At most this many, the newest.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@pass_ctx
+def events(ctx: Context, since: str | None, prefix: str | None, jail: str | None, limit: int, as_json: bool) -> None:
+    """The daemon's event log: bans, unbans, expiries, refusals, queue entries applied."""
+    start = None if since is None else time.time() - _duration(since)
+    rows = ctx.call("events", since=start, prefix=prefix, jail=jail, limit=limit)["events"]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(_row(EVENTS_HEADER, EVENTS_WIDTHS))
+    for r in rows:
+        click.echo(_row((_when(r["ts"]), r["event"], r["prefix"], r["jail"], r["detail"]), EVENTS_WIDTHS))
 
 
 @cli.command(name="check-config")
@@ -313,6 +339,29 @@ def exabgp_bridge(bridge_socket: str) -> None:
 
 def _when(ts: float | None) -> str:
     return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
+
+
+def _queue_line(queue: dict[str, Any]) -> str:
+    oldest = f", oldest {queue['oldest_age']:.1f} s" if queue["oldest_age"] is not None else ""
+    line = (f"fail2ban queue {queue['path']}: {queue['depth']} waiting{oldest}; since start "
+            f"{queue['applied']} applied, {queue['refused']} refused, {queue['malformed']} malformed")
+    return line + (f"\n  error: {queue['error']}" if queue["error"] else "")
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    unit = DURATION_UNITS.get(text[-1:], 0)
+    number = text[:-1] if unit else text
+    unit = unit or 1
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 10**9 or number.strip() != number:
+        raise click.BadParameter(f"{text!r} is not a duration such as 90s, 15m, 2h or 7d", param_hint="--since")
+    return value * unit
 
 
 def _fail(err: F2bBgpError, debug: bool) -> NoReturn:

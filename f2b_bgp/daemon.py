@@ -20,6 +20,8 @@ from .hostfacts import read_host_facts
 from .logfmt import kv
 from .model import Claim
 from .service import Service
+from .spool import Spool, default_path, prepare
+from .spool_runner import SpoolRunner
 from .store import Store
 
 log = logging.getLogger("f2b_bgp")
@@ -67,6 +69,17 @@ async def reload(service: Service) -> None:
     log.info(kv("reloaded", config=fresh.path, guard_withdrawn=len(report.guard_withdrawn)))
 
 
+async def start_queue(service: Service) -> SpoolRunner:
+    """Apply what fail2ban queued while the daemon was away, before the API can take newer requests."""
+    path = default_path(service.config.daemon.database)
+    prepare(path)
+    service.queue = Spool(path)
+    runner = SpoolRunner(service.queue, service)
+    applied = await runner.drain()
+    log.info("queue path=%s lines=%d", path, applied)
+    return runner
+
+
 def make_backends(config: Config) -> list[Backend]:
     backends: list[Backend] = []
     if config.kernel.enabled:
@@ -111,11 +124,13 @@ async def serve(config: Config, unaccounted: Unaccounted = Unaccounted.REFUSE) -
             await settle_unaccounted(service, unaccounted)
         remember_attributes(service)
         await service.reconcile("start")
+        queue = await start_queue(service)
         try:
             await api.start()
         except KeyError as err:
             raise ConfigError([f"daemon.socket_group: no such group {err}"], str(config.path)) from err
-        workers = [asyncio.create_task(service.run_expiry()), asyncio.create_task(service.run_maintenance())]
+        workers = [asyncio.create_task(service.run_expiry()), asyncio.create_task(service.run_maintenance()),
+                   asyncio.create_task(queue.run())]
         log.info("ready socket=%s backends=%s routes=%d", config.daemon.socket,
                  ",".join(b.name for b in backends), store.count_wanted())
         await stop.wait()
@@ -128,6 +143,8 @@ async def serve(config: Config, unaccounted: Unaccounted = Unaccounted.REFUSE) -
         for backend in backends:
             await backend.stop()
         store.close()
+        if service.queue is not None:
+            service.queue.close()
 
 
 async def settle_unaccounted(service: Service, choice: Unaccounted) -> None:

@@ -242,6 +242,19 @@ class StoreHealth:
 
 
 @dataclass(frozen=True)
+class QueueStatus:
+    """The fail2ban queue (f2b_bgp/spool.py)."""
+
+    path: str
+    depth: int  # complete lines not applied yet
+    oldest_age: float | None  # seconds since the daemon first saw the oldest of them
+    applied: int  # lines since the daemon started
+    refused: int  # a guard or limit said no
+    malformed: int
+    error: str  # why the queue is not read ("" when it is)
+
+
+@dataclass(frozen=True)
 class Status:
     version: str
     uptime: float
@@ -250,6 +263,23 @@ class Status:
     store: StoreHealth
     backends: Mapping[str, BackendStatus]
     last_reconcile: ReconcileReport | None
+    queue: QueueStatus | None  # None until the daemon has opened it
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of the daemon's event log."""
+
+    ts: float
+    event: str
+    prefix: str
+    jail: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class EventList:
+    events: tuple[Event, ...]  # the newest that match, oldest first
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,11 @@ from .config import Config
 from .errors import LimitError, RefusedError, StoreError
 from .guards import Accepted, GuardPolicy, HostFacts, Refused, check_capacity, check_prefix, check_text
 from .logfmt import kv
-from .model import (BanResult, BanView, Claim, Drift, FlushResult, Limits, Listing, Owner, Prefix, ReconcileReport,
-                    RouteCounts, RouteState, ShowResult, Status, UnbanResult, Verdict, WithdrawResult)
+from .model import (BanResult, BanView, Claim, Drift, EventList, FlushResult, Limits, Listing, Owner, Prefix,
+                    QueueStatus, ReconcileReport, RouteCounts, RouteState, ShowResult, Status, UnbanResult, Verdict,
+                    WithdrawResult)
 from .routebook import RouteBook
+from .spool import Spool
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class Service:
         self.unaccounted: dict[str, set[Prefix]] = {}
         self.book = RouteBook(b.name for b in self.backends)
         self.book.mark_pending(store.wanted())  # until the start-up reconcile has seen them in place
+        self.queue: Spool | None = None  # the fail2ban queue, once the daemon has opened it
         for backend in self.backends:
             backend.on_reset = self._replayer(backend)
             backend.on_lost = self._loser(backend)
@@ -165,7 +168,17 @@ class Service:
             backends={b.name: replace(b.status(), pending=len(self.book.pending[b.name]),
                                       unaccounted=len(self.unaccounted.get(b.name, ()))) for b in self.backends},
             last_reconcile=self.last_reconcile,
+            queue=self.queue_status(),
         )
+
+    def queue_status(self) -> QueueStatus | None:
+        """The fail2ban queue: lines waiting, the age of the oldest, counts since start, why it is not read."""
+        return self.queue.status() if self.queue is not None else None
+
+    def events(self, since: float | None, prefix: str | None, jail: str | None, limit: int) -> EventList:
+        """The newest `limit` events matching every filter given, oldest first."""
+        text = None if prefix is None else str(self._parse(prefix))
+        return EventList(tuple(self.store.query_events(since=since, prefix=text, jail=jail, limit=limit)))
 
     # background work
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import KeysView
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
-from .model import Claim, Prefix, StoreHealth
+from .model import Claim, Event, Prefix, StoreHealth
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS claims (
@@ -44,15 +43,6 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 _CLAIM_COLUMNS = "prefix, jail, reason, created, expires"
-
-
-@dataclass(frozen=True)
-class Event:
-    ts: float
-    event: str
-    prefix: str
-    jail: str
-    detail: str
 
 
 class Store:
@@ -247,9 +237,18 @@ class Store:
         self.db.execute("INSERT INTO events (ts, event, prefix, jail, detail) VALUES (?, ?, ?, ?, ?)",
                         (time.time(), event, prefix, jail, detail))
 
-    def events(self, limit: int = 100) -> list[Event]:
-        rows = self.db.execute(
-            "SELECT ts, event, prefix, jail, detail FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    def query_events(self, since: float | None = None, prefix: str | None = None, jail: str | None = None,
+                     limit: int = 100) -> list[Event]:
+        """The newest `limit` events with ts >= since, of this prefix and jail (each filter optional), oldest first."""
+        where, args = [], []
+        for clause, value in (("ts >= ?", since), ("prefix = ?", prefix), ("jail = ?", jail)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = "SELECT ts, event, prefix, jail, detail FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
         return [Event(*row) for row in reversed(rows)]
 
 

@@ -47,7 +47,7 @@ def test_due_claims_and_their_removal(tmp_path: Path) -> None:
     assert [c.prefix for c in due] == [P]
     store.remove_claims(due, "expire")
     assert set(store.wanted()) == {Q}
-    assert store.events()[-1].event == "expire"
+    assert store.query_events()[-1].event == "expire"
 
 
 def fresh(db: Path) -> bool:
@@ -123,4 +123,4 @@ def test_events_are_pruned_by_age_and_by_count_oldest_first(tmp_path: Path) -> N
     assert store.prune_events(now=time.time(), max_age=3600, max_rows=20, batch=3) == 3
     assert store.prune_events(now=time.time(), max_age=3600, max_rows=20, batch=3) == 2
     assert store.prune_events(now=time.time(), max_age=3600, max_rows=20) == 0
-    assert [e.prefix for e in store.events(limit=100)][0] == "203.0.113.10/32"
+    assert [e.prefix for e in store.query_events(limit=100)][0] == "203.0.113.10/32"
