@@ -16,12 +16,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from . import __version__
-from .address import canonical_text, to_network, to_prefix
+from .address import canonical_text, shown, to_network, to_prefix
 from .backends.base import Backend, BackendUnavailable
 from .config import Config
-from .errors import LimitError, RefusedError, StoreError
+from .errors import LimitError, RefusedError, RequestError, StoreError
 from .guards import Accepted, GuardPolicy, HostFacts, Refused, check_capacity, check_prefix, check_text
 from .logfmt import kv
+from .names import name_problem
 from .model import (BanResult, BanView, Claim, Drift, EventList, FlushResult, Limits, Listing, Owner, Prefix,
                     QueueStatus, ReconcileReport, RouteCounts, RouteState, ShowResult, Status, UnbanResult, Verdict,
                     WithdrawResult)
@@ -83,6 +84,7 @@ class Service:
     # requests
 
     async def ban(self, req: BanRequest) -> BanResult:
+        _check_owner(req.jail)
         prefix = self._accept(req.prefix)
         now = self.clock()
         expires = self._expiry(req, now)
@@ -104,6 +106,7 @@ class Service:
         return BanResult(prefix, state, expires, self.store.route_expiry(prefix), fresh)
 
     async def unban(self, text: str, jail: str) -> UnbanResult:
+        _check_owner(jail)
         prefix = self._parse(text)
         async with self._locked([prefix]):
             removed = self.store.remove_claim(prefix, jail)
@@ -122,6 +125,8 @@ class Service:
         return WithdrawResult(prefix, tuple(jails))
 
     async def flush(self, jail: str | None) -> FlushResult:
+        if jail is not None:
+            _check_owner(jail)
         seen = {c.prefix for c in self.store.claims(jail=jail)}
         async with self._locked(seen):
             # read again under the locks: only what is still there, and only prefixes we hold
@@ -446,6 +451,14 @@ async def _survive(what: str, work: Awaitable[object]) -> None:
         log.error(kv(what + "-deferred", error=err.message))
     except Exception:  # noqa: BLE001 - the loop must outlive one bad round
         log.exception("%s failed; retrying next round", what)
+
+
+def _check_owner(name: str) -> None:
+    """Every writer (the API, the fail2ban queue) comes through here: no claim under a name that could
+    forge a log field, break a table or hide in a Unicode look-alike."""
+    problem = name_problem(name)
+    if problem:
+        raise RequestError(f"owner name {shown(name)} {problem}")
 
 
 def _fingerprint(policy: GuardPolicy, host: HostFacts) -> str:

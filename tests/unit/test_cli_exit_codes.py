@@ -110,7 +110,9 @@ def test_an_unexpected_failure_is_one_line_and_exit_1(tmp_path: Path) -> None:
 def test_interrupt_is_exit_130(tmp_path: Path) -> None:
     path, asked = str(tmp_path / "silent.sock"), threading.Event()
     server = fake_daemon(path, None, asked)
-    proc = subprocess.Popen([*CLI, "--socket", path, "status"], stderr=subprocess.PIPE, text=True)
+    # a shell's background job starts with SIGINT ignored, and Python then keeps ignoring it: restore it
+    proc = subprocess.Popen([*CLI, "--socket", path, "status"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert asked.wait(20), "the CLI never sent its request"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == ExitCode.INTERRUPTED
