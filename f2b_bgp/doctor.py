@@ -111,7 +111,7 @@ def check_daemon(options: Options, facts: Facts) -> Check:
         return Check("daemon", Level.FAIL, err.message, "systemctl start f2b-bgp; journalctl -u f2b-bgp")
     status = facts.status
     routes = status["routes"]
-    detail = f"f2b-bgp {status['version']} up {status['uptime']:.0f} s, {routes['active']} routes active, " \
+    detail = f"f2b-bgp {status['version']} up {status['uptime']:.0f} s, {routes['active']} route(s) active, " \
              f"{routes['pending']} pending"
     not_ready = {name: b.get("last_error") or "not ready" for name, b in status["backends"].items() if not b.get("ready")}
     if not_ready:
@@ -239,12 +239,12 @@ def _routes_in_frr(vtysh: Vtysh, bans: list[dict[str, Any]]) -> Check:
         set(vtysh.json("show bgp ipv6 unicast json").get("routes", {}))
     unseen, unannounced = sorted(active - kernel), sorted((active & kernel) - bgp)
     if unseen:
-        return Check("frr-routes", Level.FAIL, f"{len(unseen)} of {len(active)} active routes not in zebra "
+        return Check("frr-routes", Level.FAIL, f"{len(unseen)} of {len(active)} active route(s) not in zebra "
                      f"(e.g. {unseen[0]})", "backends.kernel.table must be 254; 'f2b-bgp sync'")
     if unannounced:
-        return Check("frr-routes", Level.FAIL, f"{len(unannounced)} of {len(active)} active routes not in BGP "
+        return Check("frr-routes", Level.FAIL, f"{len(unannounced)} of {len(active)} active route(s) not in BGP "
                      f"(e.g. {unannounced[0]})", "check the redistribute route-maps' prefix-lists")
-    return Check("frr-routes", Level.OK, f"{len(active)} active routes in zebra and BGP")
+    return Check("frr-routes", Level.OK, f"{len(active)} active route(s) in zebra and BGP")
 
 
 # --- ExaBGP backend ---------------------------------------------------------------------------------------
@@ -354,7 +354,7 @@ def check_guards(options: Options, facts: Facts) -> list[Check]:
     g = facts.config.guards
     own = [p for p in g.protected if p.kind == "protected"]
     parts = [f"{len(own)} protected prefix(es) + {len(g.protected) - len(own)} peer/next-hop(s)",
-             "host addresses" if g.protect_host_addresses else "NOT the host's addresses",
+             "the host's addresses" if g.protect_host_addresses else "NOT the host's addresses",
              "host routes only" if (g.min_length_ipv4, g.min_length_ipv6) == (32, 128) else
              f"prefixes from /{g.min_length_ipv4} and /{g.min_length_ipv6}",
              "special-purpose ranges refused" + (f" but {', '.join(map(str, g.allow_special))}" if g.allow_special else ""),
