@@ -159,7 +159,9 @@ def test_install_ban_upgrade_keeps_route_and_store(tmp_path: Path, netns: Namesp
             assert json.loads(box.run(["f2b-bgp", "list", "--json"]).stdout) == before
             assert netns.routes() == {f"{ATTACKER}/32": "blackhole"}
 
-            # 050 uninstall keeps config and state
+            # 050 uninstall, after the flush docs/operations.md asks for, keeps config and state
+            box.run(["f2b-bgp", "flush"])
+            assert netns.routes() == {}
             assert daemon.stop() == 0
             daemon = None
             box.run(["make", "-s", "-C", str(new), "uninstall"])
