@@ -163,7 +163,7 @@ def check_kernel(options: Options, facts: Facts) -> list[Check]:
                       "apt-get install frr; load frr-examples/injector/ (f2b-bgp peering frr-injector)")]
     try:
         running = vtysh.run("show running-config")
-        checks = [_redistribute(running), _sessions(vtysh)]
+        checks = [redistribution(running), _sessions(vtysh)]
         if facts.bans is not None:
             checks.append(_routes_in_frr(vtysh, facts.bans))
     except ToolError as err:
@@ -171,7 +171,7 @@ def check_kernel(options: Options, facts: Facts) -> list[Check]:
     return checks
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
     """The last line of a tool's output, without fail2ban's "date time name [pid]: ERROR" prefix."""
     lines = text.strip().splitlines()
     return re.sub(r"^.*\]: +[A-Z]+ +", "", lines[-1]) if lines else "no output"
@@ -192,14 +192,14 @@ class Vtysh:
         except subprocess.TimeoutExpired:
             raise ToolError(f"vtysh -c {command!r} did not answer in {TIMEOUT:g} s") from None
         if result.returncode != 0:
-            raise ToolError(f"vtysh -c {command!r}: {_last_line(result.stderr or result.stdout)}")
+            raise ToolError(f"vtysh -c {command!r}: {last_line(result.stderr or result.stdout)}")
         return result.stdout
 
     def json(self, command: str) -> Any:
         return json.loads(self.run(command) or "{}")
 
 
-def _redistribute(running: str) -> Check:
+def redistribution(running: str) -> Check:
     """`redistribute kernel` under both address families of router bgp."""
     found, family = set(), ""
     for line in running.splitlines():
@@ -306,7 +306,7 @@ class Fail2ban:
         except subprocess.TimeoutExpired:
             raise ToolError(f"fail2ban-client {' '.join(args)} did not answer in {TIMEOUT:g} s") from None
         if result.returncode != 0:
-            raise ToolError(f"fail2ban-server not reachable: {_last_line(result.stderr or result.stdout)}")
+            raise ToolError(f"fail2ban-server not reachable: {last_line(result.stderr or result.stdout)}")
         return result.stdout
 
     def jails(self) -> list[str]:
