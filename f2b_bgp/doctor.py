@@ -13,13 +13,14 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 from .client import Client
 from .config import Config, load_config
+from .defaults import API_SOCKET
 from .errors import ConfigError, ExitCode, F2bBgpError
 
 ACTIONS = ("bgp-blackhole", "bgp-blackhole.py")
@@ -64,7 +65,6 @@ class Facts:
     config: Config | None = None
     status: dict[str, Any] | None = None
     bans: list[dict[str, Any]] | None = None
-    errors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -322,9 +322,9 @@ class Fail2ban:
 def _action_socket(client: Fail2ban, jail: str, action: str) -> Check:
     """Can the jail's action reach the daemon at the socket it was given?"""
     try:
-        socket = client.run("get", jail, "action", action, "socket").strip() or "/run/f2b-bgp/f2b-bgp.sock"
+        socket = client.run("get", jail, "action", action, "socket").strip() or API_SOCKET
     except ToolError:
-        socket = os.environ.get("F2B_BGP_SOCKET", "/run/f2b-bgp/f2b-bgp.sock")  # the .py action's default
+        socket = os.environ.get("F2B_BGP_SOCKET", API_SOCKET)  # the .py action's default
     try:
         with Client(socket, timeout=TIMEOUT) as daemon:
             daemon.call("ping")
