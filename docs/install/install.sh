@@ -159,7 +159,7 @@ system() {
 
 restart() {
     if [ ! -d /run/systemd/system ]; then
-        say "no systemd running: start the daemon yourself ($VENV/bin/f2b-bgp serve, as user $NAME)"
+        say "no systemd running: start the daemon yourself ($VENV/bin/f2b-bgp serve as user $NAME, docs/operations.md)"
         return
     fi
     systemctl daemon-reload
