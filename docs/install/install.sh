@@ -127,7 +127,10 @@ config() {
 exabgp() {
     tmp=$(mktemp -d)
     if ! out=$("$(root "$VENV")/bin/python" -m f2b_bgp --config "$(root "$CONFIG")" peering exabgp --output-dir "$tmp" 2>&1); then
-        say "not rendered /etc/exabgp: $(printf '%s\n' "$out" | head -1)"
+        say "not rendered /etc/exabgp, kept what is there: $(printf '%s\n' "$out" | head -1)"
+        for file in exabgp.conf exabgp.env; do
+            entry "/etc/exabgp/$file" "$(root "$MANIFEST")" >> "$NEW_MANIFEST"
+        done
     else
         for file in exabgp.conf exabgp.env; do
             target=/etc/exabgp/$file

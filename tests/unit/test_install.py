@@ -164,3 +164,15 @@ def test_exabgp_files_not_written_by_f2b_bgp_are_kept(tmp_path: Path) -> None:
     assert "kept /etc/exabgp/exabgp.conf (not written by f2b-bgp)" in out
     assert theirs.read_text() == "neighbor 192.0.2.9 { }\n"
     assert (tmp_path / "etc/exabgp/exabgp.env").read_bytes() == (REPO / "exabgp/exabgp.env").read_bytes()
+
+
+def test_a_config_exabgp_cannot_be_rendered_from_keeps_the_exabgp_files(tmp_path: Path) -> None:
+    make("install", tmp_path)
+    config = tmp_path / "etc/f2b-bgp/config.toml"
+    config.write_text(config.read_text() + '\n[colour]\nname = "red"\n')
+    out = make("install", tmp_path).stdout
+    assert "not rendered /etc/exabgp, kept what is there: " in out and "colour: unknown key" in out
+    manifest = (tmp_path / VENV.lstrip("/") / "installed-files").read_text()
+    for name in ("exabgp.conf", "exabgp.env"):
+        assert (tmp_path / "etc/exabgp" / name).read_bytes() == (REPO / "exabgp" / name).read_bytes()
+        assert f"  /etc/exabgp/{name}\n" in manifest
