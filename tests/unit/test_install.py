@@ -41,9 +41,9 @@ FILES: dict[str, tuple[int, str | None]] = {
 }
 
 
-def make(target: str, destdir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def make(target: str, destdir: Path, *settings: str, **env: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(["make", "-s", "-C", str(REPO), target, f"DESTDIR={destdir}",
-                             "VENV_OPTS=--system-site-packages", f"PYTHON={sys.executable}"],
+                             "VENV_OPTS=--system-site-packages", f"PYTHON={sys.executable}", *settings],
                             capture_output=True, text=True, timeout=300, env={**os.environ, **env})
     assert result.returncode == 0, f"make {target}: rc {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result
@@ -176,3 +176,16 @@ def test_a_config_exabgp_cannot_be_rendered_from_keeps_the_exabgp_files(tmp_path
     for name in ("exabgp.conf", "exabgp.env"):
         assert (tmp_path / "etc/exabgp" / name).read_bytes() == (REPO / "exabgp" / name).read_bytes()
         assert f"  /etc/exabgp/{name}\n" in manifest
+
+
+def test_prefix_and_venv_move_the_command_units_and_virtualenv(tmp_path: Path) -> None:
+    make("install", tmp_path, "PREFIX=/usr", "VENV=/srv/f2b")
+    link = tmp_path / "usr/bin/f2b-bgp"
+    assert os.readlink(link) == "/srv/f2b/bin/f2b-bgp" and (tmp_path / "srv/f2b/bin/f2b-bgp").is_file()
+    service = (tmp_path / "usr/lib/systemd/system/f2b-bgp.service").read_text()
+    assert "ExecStart=/srv/f2b/bin/f2b-bgp --config /etc/f2b-bgp/config.toml serve" in service
+    assert (tmp_path / "usr/lib/sysusers.d/f2b-bgp.conf").is_file() and (tmp_path / "usr/lib/tmpfiles.d/f2b-bgp.conf").is_file()
+    assert not (tmp_path / "usr/local").exists() and not (tmp_path / "opt").exists()
+    make("uninstall", tmp_path, "PREFIX=/usr", "VENV=/srv/f2b")
+    assert not link.is_symlink() and not (tmp_path / "srv/f2b").exists()
+    assert not (tmp_path / "usr/lib/systemd/system/f2b-bgp.service").exists()
