@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from enum import IntEnum
@@ -352,8 +353,9 @@ def check_guards(options: Options, facts: Facts) -> list[Check]:
     if facts.config is None:
         return []
     g = facts.config.guards
-    own = [p for p in g.protected if p.kind == "protected"]
-    parts = [f"{len(own)} protected prefix(es) + {len(g.protected) - len(own)} peer/next-hop(s)",
+    kinds = Counter(p.kind for p in g.protected)
+    own = kinds["protected"]
+    parts = ["never blackholed: " + ", ".join(f"{n} {kind}" for kind, n in kinds.items()),
              "the host's addresses" if g.protect_host_addresses else "NOT the host's addresses",
              "host routes only" if (g.min_length_ipv4, g.min_length_ipv6) == (32, 128) else
              f"prefixes from /{g.min_length_ipv4} and /{g.min_length_ipv6}",

@@ -25,7 +25,6 @@ doctor runs inside the injector's namespace (`ip netns exec`), pointed at the la
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,8 +34,9 @@ from pathlib import Path
 import pytest
 
 from f2b_bgp.errors import ExitCode
+from f2b_bgp.peering.regenerate import reference_config
 from tests.lab.asserts import assert_established
-from tests.lab.exabgp import Exabgp
+from tests.lab.exabgp import Exabgp, with_bridge_program
 from tests.lab.f2bbgp import FW1, F2bBgp
 from tests.lab.fail2ban import F2B_BGP, Fail2banServer, fail2ban_missing
 from tests.lab.frr import Frr
@@ -77,6 +77,7 @@ enabled = false
 [backends.exabgp]
 enabled = true
 bridge_socket = "{{workdir}}/exabgp.sock"
+bridge_user = "root"  # the lab runs ExaBGP as root
 """
 JAIL_LOCAL = """[DEFAULT]
 backend = polling
@@ -168,19 +169,15 @@ def lab() -> Iterator[Lab]:
 def exabgp_lab() -> Iterator[Lab]:
     firewall_files = {d: EXAMPLES / "firewall" / f"{d}.conf" for d in ("zebra", "staticd", "bgpd")}
     workdir = make_workdir("doctor-exabgp")
-    bin_dir = workdir / "bin"  # ExaBGP runs `f2b-bgp exabgp-bridge` from its PATH: this tree's
-    bin_dir.mkdir()
-    (bin_dir / "f2b-bgp").write_text(f'#!/bin/sh\nexec {sys.executable} -m f2b_bgp "$@"\n')
-    (bin_dir / "f2b-bgp").chmod(0o755)
     try:
         with Topology() as topo, Frr(topo.ns("firewall"), firewall_files) as firewall, \
                 F2bBgp(topo.ns("injector"), EXABGP_CONFIG) as daemon:
-            env = {"EXABGP_ENVFILE": str(REPO / "exabgp/exabgp.env"), "exabgp_daemon_user": "root",
-                   "exabgp_log_destination": "stdout", "F2B_BGP_BRIDGE_SOCKET": str(daemon.workdir / "exabgp.sock"),
-                   "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "PYTHONPATH": str(REPO)}
+            conf = with_bridge_program(REPO / "exabgp/exabgp.conf", workdir, str(reference_config().exabgp.bridge_program))
+            env = {"exabgp_daemon_user": "root", "exabgp_log_destination": "stdout",
+                   "F2B_BGP_BRIDGE_SOCKET": str(daemon.workdir / "exabgp.sock")}
             local = f"[Init]\nsocket = {daemon.socket}\nf2bbgp = {F2B_BGP}\n"
-            with Exabgp(topo.ns("injector"), REPO / "exabgp/exabgp.conf", listen=HOSTS["injector"]["4"],
-                        workdir=workdir, env=env) as exabgp, \
+            with Exabgp(topo.ns("injector"), conf, listen=HOSTS["injector"]["4"], workdir=workdir, env=env,
+                        env_file=REPO / "exabgp/exabgp.env") as exabgp, \
                     Fail2banServer(JAIL_LOCAL, {"bgp-blackhole.local": local},
                                    log_files=("auth.log", "routeros.log")) as f2b:
                 yield Lab(topo, None, FrrPeer(firewall), daemon, f2b, exabgp)

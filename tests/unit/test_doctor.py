@@ -53,14 +53,15 @@ def test_queue_line_only_when_the_daemon_reports_one(queue: object, level: Level
 def test_guards_of_the_reference_config() -> None:
     [check] = check_guards(Options(EXAMPLE, "unused"), Facts(config=load_config(EXAMPLE)))
     assert check.level == Level.OK
-    assert check.detail.startswith("3 protected prefix(es) + 4 peer/next-hop(s); the host's addresses; host routes only")
+    assert check.detail.startswith("never blackholed: 3 protected, 1 peer, 1 host-address, 4 next-hop; the host's "
+                                   "addresses; host routes only")
 
 
 def test_no_protected_prefix_warns(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text("[guards]\nallow_empty_protected = true\n")
     [check] = check_guards(Options(config, "unused"), Facts(config=load_config(config)))
-    assert check.level == Level.WARN and check.detail.startswith("0 protected prefix(es)")
+    assert check.level == Level.WARN and check.detail.startswith("never blackholed: 2 next-hop; the host's addresses")
 
 
 @pytest.mark.parametrize("levels, code", [((), ExitCode.OK), ((Level.OK, Level.OK), ExitCode.OK),
