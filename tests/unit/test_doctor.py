@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from f2b_bgp.config import load_config
-from f2b_bgp.doctor import Check, Facts, Level, Options, Report, last_line, redistribution, check_guards, \
-    check_queue, store_problem
+from f2b_bgp.doctor import Check, Facts, Level, Options, Report, check_guards, check_queue, check_store, last_line, \
+    redistribution, store_problem
 from f2b_bgp.errors import ExitCode
 
 REPO = Path(__file__).parents[2]
@@ -39,6 +39,13 @@ def test_store_problems(tmp_path: Path) -> None:
     db.chmod(0o444)
     assert store_problem(db) == f"{db} is not writable by its owner"
     assert store_problem(tmp_path / "gone" / "state.db") == f"{tmp_path / 'gone'} missing"
+
+
+def test_the_daemons_own_store_report_comes_first() -> None:
+    """status `store` as the daemon sends it (f2b_bgp.model.StoreHealth) after a failed write."""
+    status = {"store": {"writable": False, "since": 1796000000.0, "error": "database or disk is full"}}
+    [check] = check_store(Options(EXAMPLE, "unused"), Facts(config=load_config(EXAMPLE), status=status))
+    assert (check.level, check.detail) == (Level.FAIL, "the daemon cannot write its store: database or disk is full")
 
 
 @pytest.mark.parametrize("queue, level", [(None, None), (0, Level.OK), ({"depth": 0}, Level.OK),
