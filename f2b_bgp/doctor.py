@@ -118,6 +118,10 @@ def check_daemon(options: Options, facts: Facts) -> Check:
     if not_ready:
         return Check("daemon", Level.FAIL, detail + "; backend " + "; ".join(f"{n}: {e}" for n, e in not_ready.items()),
                      "see the backend's line below and the daemon's log")
+    unaccounted = sum(b.get("unaccounted", 0) for b in status["backends"].values())
+    if unaccounted:
+        return Check("daemon", Level.WARN, detail + f"; {unaccounted} route(s) of ours the store cannot account for",
+                     "restart the daemon once with 'serve --adopt' (keep them) or 'serve --discard' (withdraw them)")
     if routes["pending"]:
         return Check("daemon", Level.WARN, detail, "the daemon retries; 'f2b-bgp list' shows each pending route's error")
     return Check("daemon", Level.OK, detail + f"; backends {', '.join(status['backends'])} ready")

@@ -4,15 +4,17 @@ file system, the queue and guards lines, the exit code and JSON of a report, the
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from f2b_bgp.config import load_config
-from f2b_bgp.doctor import Check, Facts, Level, Options, Report, check_guards, check_queue, check_store, last_line, \
-    redistribution, store_problem
+from f2b_bgp.doctor import Check, Facts, Level, Options, Report, check_daemon, check_guards, check_queue, check_store, \
+    last_line, redistribution, store_problem
 from f2b_bgp.errors import ExitCode
 
 REPO = Path(__file__).parents[2]
@@ -99,3 +101,39 @@ def test_cli_without_a_daemon_fails_with_what_to_do(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert text.returncode == ExitCode.FAIL
     assert text.stdout.splitlines()[0].startswith(f"fail  config      {tmp_path / 'missing.toml'}: cannot read")
+
+
+def answering(path: Path, answers: dict[str, dict[str, object]]) -> socket.socket:
+    """A stand-in daemon on PATH: one connection, each request answered from ANSWERS by its op (docs/contracts.md)."""
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn, conn.makefile("rwb") as stream:
+            for line in stream:
+                stream.write(json.dumps({"ok": True, **answers[json.loads(line)["op"]]}).encode() + b"\n")
+                stream.flush()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+STATUS = {"version": "0.1.0", "uptime": 5.0, "routes": {"active": 1, "pending": 0},
+          "store": {"writable": True, "since": None, "error": ""}}
+
+
+@pytest.mark.parametrize("backend, level, detail", [
+    ({"ready": True}, Level.OK, "; backends kernel ready"),
+    ({"ready": True, "unaccounted": 2}, Level.WARN, "; 2 route(s) of ours the store cannot account for"),
+    ({"ready": False, "last_error": "netlink: permission denied"}, Level.FAIL, "; backend kernel: netlink: permission denied"),
+])
+def test_daemon_line_from_its_status(tmp_path: Path, backend: dict[str, object], level: Level, detail: str) -> None:
+    path = tmp_path / "api.sock"
+    with answering(path, {"status": {**STATUS, "backends": {"kernel": backend}}, "list": {"bans": []}}):
+        facts = Facts()
+        check = check_daemon(Options(EXAMPLE, str(path)), facts)
+    assert check.level == level
+    assert check.detail == "f2b-bgp 0.1.0 up 5 s, 1 route(s) active, 0 pending" + detail
+    assert facts.bans == []
