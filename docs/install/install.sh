@@ -44,13 +44,13 @@ put() {
 record() { printf '%s  %s\n' "$(sha256sum < "$(root "$1")" | cut -d' ' -f1)" "$1" >> "$NEW_MANIFEST"; }
 
 # The manifest line of PATH in MANIFEST-FILE (empty if none).
-entry() { [ -f "$2" ] && awk -v p="$1" '$2 == p' "$2" | head -1 || true; }
+entry() { awk -v p="$1" '$2 == p' "$2" | head -1; }
 
 # Only where none exists: the operator's copy wins (an earlier install's entry is carried over).
 put_new() {
     if [ -e "$(root "$3")" ]; then
         say "kept $3"
-        entry "$3" "$(root "$MANIFEST")" >> "$NEW_MANIFEST"
+        entry "$3" "$OLD_MANIFEST" >> "$NEW_MANIFEST"
     else
         put "$@"
     fi
@@ -58,7 +58,9 @@ put_new() {
 
 venv() {
     py=$(root "$VENV")/bin/python
-    if ! "$py" -c pass 2>/dev/null; then
+    base='import os, sys; print(os.path.realpath(sys._base_executable))'
+    # a virtualenv that no longer runs, or that another interpreter made, is made again
+    if [ "$("$py" -c "$base" 2>/dev/null)" != "$("$PYTHON" -c "$base")" ]; then
         "$PYTHON" -m venv --help >/dev/null 2>&1 || die "$PYTHON has no venv module (apt-get install python3-venv)"
         # shellcheck disable=SC2086  # VENV_OPTS is a list of options
         "$PYTHON" -m venv --clear $VENV_OPTS "$(root "$VENV")"
@@ -129,7 +131,7 @@ exabgp() {
     if ! out=$("$(root "$VENV")/bin/python" -m f2b_bgp --config "$(root "$CONFIG")" peering exabgp --output-dir "$tmp" 2>&1); then
         say "not rendered /etc/exabgp, kept what is there: $(printf '%s\n' "$out" | head -1)"
         for file in exabgp.conf exabgp.env; do
-            entry "/etc/exabgp/$file" "$(root "$MANIFEST")" >> "$NEW_MANIFEST"
+            entry "/etc/exabgp/$file" "$OLD_MANIFEST" >> "$NEW_MANIFEST"
         done
     else
         for file in exabgp.conf exabgp.env; do
@@ -158,6 +160,9 @@ system() {
         install -d -m 0755 -o "$NAME" -g "$NAME" /run/f2b-bgp
         chown root:"$NAME" "$CONFIG" && chmod 0640 "$CONFIG"
     fi
+    # e.g. an interpreter under /root (pyenv): installed, but the daemon could not start
+    runuser -u "$NAME" -- "$VENV/bin/f2b-bgp" --version >/dev/null 2>&1 \
+        || die "user $NAME cannot run $VENV/bin/f2b-bgp; make the virtualenv from a system interpreter: make install PYTHON=/usr/bin/python3"
 }
 
 restart() {
@@ -180,26 +185,26 @@ restart() {
 install_all() {
     [ -n "$DESTDIR" ] || [ "$(id -u)" = 0 ] || die "run as root (or set DESTDIR)"
     NEW_MANIFEST=$(mktemp)
-    trap 'rm -f "$NEW_MANIFEST"' EXIT
+    OLD_MANIFEST=$(mktemp)  # a copy: the virtualenv that holds the manifest may be made again
+    trap 'rm -f "$NEW_MANIFEST" "$OLD_MANIFEST"' EXIT
+    [ ! -f "$(root "$MANIFEST")" ] || cp "$(root "$MANIFEST")" "$OLD_MANIFEST"
     venv
     units
     config
     fail2ban
     exabgp
-    old=$(root "$MANIFEST")
-    if [ -f "$old" ]; then  # files an older version installed and this one does not
-        awk '{print $2}' "$NEW_MANIFEST" | sort > "$NEW_MANIFEST.paths"
-        awk '{print $2}' "$old" | sort | comm -23 - "$NEW_MANIFEST.paths" | while read -r path; do
-            remove_if_unchanged "$path" "$old"
-        done
-        rm "$NEW_MANIFEST.paths"
-    fi
-    install -m 0644 "$NEW_MANIFEST" "$old"
+    # files an older version installed and this one does not
+    awk '{print $2}' "$NEW_MANIFEST" | sort > "$NEW_MANIFEST.paths"
+    awk '{print $2}' "$OLD_MANIFEST" | sort | comm -23 - "$NEW_MANIFEST.paths" | while read -r path; do
+        remove_if_unchanged "$path" "$OLD_MANIFEST"
+    done
+    rm "$NEW_MANIFEST.paths"
+    install -m 0644 "$NEW_MANIFEST" "$(root "$MANIFEST")"
     if [ -z "$DESTDIR" ]; then
         system
         restart
     fi
-    say "done: $(wc -l < "$old") files listed in $MANIFEST"
+    say "done: $(wc -l < "$NEW_MANIFEST") files listed in $MANIFEST"
 }
 
 remove_if_unchanged() {

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -79,10 +80,12 @@ class Sandbox:
         return ["nsenter", "-t", str(self.holder.pid), "-m", *([f"--net=/run/netns/{netns}"] if netns else []),
                 "--", *argv]
 
-    def run(self, argv: Sequence[str], netns: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    def run(self, argv: Sequence[str], netns: str | None = None, check: bool = True,
+            **env: str) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(self.argv(argv, netns), capture_output=True, text=True, timeout=600,
                                 env={**os.environ, "PATH": PATH, **env})
-        assert result.returncode == 0, f"{' '.join(argv)}: rc {result.returncode}\n{result.stdout}\n{result.stderr}"
+        assert result.returncode == 0 or not check, \
+            f"{' '.join(argv)}: rc {result.returncode}\n{result.stdout}\n{result.stderr}"
         return result
 
     def stat(self, path: str) -> str:
@@ -103,6 +106,11 @@ def source_tree(target: Path, version: str) -> Path:
         path = target / name
         path.write_text(path.read_text().replace('"0.1.0"', f'"{version}"'))
     return target
+
+
+def hidden(program: Path) -> bool:
+    """Whether other users cannot reach PROGRAM: a directory above it without o+x (such as /root)."""
+    return any(not d.stat().st_mode & 0o001 for d in program.resolve().parents)
 
 
 def start_daemon(box: Sandbox, netns: str, log: Path) -> Process:
@@ -126,9 +134,18 @@ def test_install_ban_upgrade_keeps_route_and_store(tmp_path: Path, netns: Namesp
     daemon: Process | None = None
     with Sandbox(tmp_path / "scratch") as box:
         try:
-            # 010 install: user, directories, owners, the command on the PATH; the sshd jail only, since
-            # fail2ban's config test passes with sshd's log and fails without the RouterOS one
-            box.run(["touch", "/var/log/auth.log"])
+            box.run(["touch", "/var/log/auth.log"])  # sshd's log: fail2ban's config test passes with the sshd jail
+
+            # 005 an interpreter the daemon's user cannot run (this one, when it is under /root) is refused
+            if hidden(Path(sys.executable)):
+                pyenv = box.run(["make", "-s", "-C", str(old), "install", f"PYTHON={sys.executable}",
+                                 "VENV_OPTS=--system-site-packages"], check=False, **pip)
+                assert pyenv.returncode != 0 and "user f2b-bgp cannot run /opt/f2b-bgp/bin/f2b-bgp; make the " \
+                    "virtualenv from a system interpreter: make install PYTHON=/usr/bin/python3" in pyenv.stderr, \
+                    pyenv.stderr
+
+            # 010 install (the virtualenv made again): user, directories, owners, the command on the PATH; the
+            # sshd jail only, since fail2ban's config test fails without the RouterOS jail's log
             out = box.run([*make[:2], "-C", str(old), *make[2:]], **pip).stdout
             if shutil.which("fail2ban-client"):
                 assert "not installed /etc/fail2ban/jail.d/routeros-bgp-blackhole.conf: fail2ban's config test fails " \
@@ -173,7 +190,8 @@ def test_install_ban_upgrade_keeps_route_and_store(tmp_path: Path, netns: Namesp
             daemon = None
             box.run(["make", "-s", "-C", str(new), "uninstall"])
             for gone in ("/opt/f2b-bgp", "/usr/local/bin/f2b-bgp", "/usr/local/lib/systemd/system/f2b-bgp.service",
-                         "/etc/fail2ban/action.d/bgp-blackhole.conf", "/etc/exabgp/exabgp.conf"):
+                         "/etc/fail2ban/action.d/bgp-blackhole.conf", "/etc/fail2ban/jail.d/sshd-bgp-blackhole.conf",
+                         "/etc/exabgp/exabgp.conf"):
                 assert not box.exists(gone), f"{gone} left after uninstall"
             for kept in ("/etc/f2b-bgp/config.toml", "/var/lib/f2b-bgp/state.db"):
                 assert box.exists(kept), f"{kept} removed by uninstall"
