@@ -326,6 +326,22 @@ def peering(ctx: Context, target: str, peer: str | None, output_dir: Path | None
             click.echo(f"### {name}\n{text}" if len(files) > 1 else text, nl=False)
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON for monitoring.")
+@click.option("--vtysh-dir", metavar="DIR", help="FRR's vty socket dir (vtysh --vty_socket) [default: FRR's own].")
+@click.option("--fail2ban-socket", metavar="PATH", help="fail2ban-server's socket [default: fail2ban's own].")
+@pass_ctx
+def doctor(ctx: Context, as_json: bool, vtysh_dir: str | None, fail2ban_socket: str | None) -> None:
+    """Check the chain on this host, one line per check: ok, warn or fail, and what to do.
+
+    Exit code: 0 all ok, 9 the worst check warns, 10 a check failed."""
+    from .doctor import Options, run as run_doctor
+
+    report = run_doctor(Options(Path(ctx.config), ctx.socket, vtysh_dir, fail2ban_socket))
+    click.echo(report.as_json() if as_json else "\n".join(c.line() for c in report.checks))
+    sys.exit(report.exit_code)
+
+
 @cli.command(name="exabgp-bridge")
 @click.option("--socket", "bridge_socket", metavar="PATH", default=defaults.BRIDGE_SOCKET, show_default=True,
               envvar="F2B_BGP_BRIDGE_SOCKET", show_envvar=True,

@@ -15,6 +15,8 @@ class ExitCode(IntEnum):
     PENDING = 6
     LIMIT = 7
     STORE = 8
+    WARN = 9
+    FAIL = 10
     INTERRUPTED = 130
 
 
@@ -28,6 +30,8 @@ EXIT_CODE_HELP = {
     ExitCode.PENDING: "ban stored, a backend has not acknowledged it yet (the daemon retries)",
     ExitCode.LIMIT: "max_routes or max_rate reached; nothing in place was touched",
     ExitCode.STORE: "the state store cannot be written (disk full, read-only); nothing was changed",
+    ExitCode.WARN: "doctor: the worst check warns (works, but look at it)",
+    ExitCode.FAIL: "doctor: a check failed (a link of the chain is broken)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGINT)",
 }
 
