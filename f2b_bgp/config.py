@@ -517,7 +517,7 @@ def _file(value: Any) -> Path:
     return Path(value)
 
 
-def _token_name(value: Any) -> str:
+def token_name(value: Any) -> str:
     if not isinstance(value, str) or name_problem(value) or "/" in value or len(value) > 32:
         raise ValueError("must be 1 to 32 of A-Z a-z 0-9 . _ - @ : + (its claims are recorded as NAME/JAIL)")
     return value
@@ -543,7 +543,7 @@ def _token(r: _Reader, key: str, item: Any) -> Token | None:
     ops = tuple(op for k, i in t.items("operations") if (op := _item(t, k, i, _operation))) \
         if "operations" in t.table else defaults.operations
     token = Token(
-        name=t.parsed("name", _token_name, ""),
+        name=t.parsed("name", token_name, ""),
         sha256=t.parsed("sha256", _sha256, ""),
         operations=ops,
         own_claims_only=t.get("own_claims_only", bool, True),
@@ -586,7 +586,7 @@ def _remotes(backends: _Reader) -> tuple[RemoteConfig, ...]:
         if not isinstance(item, dict):
             continue
         remote = RemoteConfig(
-            name=b.parsed("name", _token_name, ""),
+            name=b.parsed("name", token_name, ""),
             url=b.parsed("url", _https_url, ""),
             token_file=b.parsed("token_file", _file, Path("")),
             ca_file=b.parsed("ca_file", _file, None),

@@ -57,7 +57,8 @@ class Scopes:
         prefix = _prefix(req, service)
         if prefix is not None:
             _check_forbidden(token, prefix)
-        if op == "ban" and prefix is not None and not service.store.has_claim(prefix, req["jail"]):
+        jail = req.get("jail")
+        if op == "ban" and prefix is not None and isinstance(jail, str) and not service.store.has_claim(prefix, jail):
             return await self._new_claim(token, req, service)
         if op == "withdraw" and token.own_claims_only and prefix is not None:
             return await _withdraw_own(token, prefix, service)
