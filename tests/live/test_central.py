@@ -50,6 +50,8 @@ CENTRAL = HOSTS["injector"]["4"]
 URL = f"https://{CENTRAL}:8443"
 BLACKHOLE = "65535:666"
 SETTLE = 30
+OUTAGE = 5.0  # seconds the central is away while the edges keep banning and unbanning
+CHURN_MAX = 40
 REPO = Path(__file__).parents[2]
 A, B, S, C, D, E = (f"203.0.113.{n}" for n in (11, 12, 13, 14, 15, 16))
 SECRETS = {"web1": "f2b_live-web1", "web2": "f2b_live-web2", "ops": "f2b_live-ops", "small": "f2b_live-small",
@@ -198,13 +200,34 @@ def test_040_central_away_then_back_converges_to_the_edges_claims(lab: Lab) -> N
     assert lab.edge("web2", "ban", D, "--jail", "sshd").returncode == ExitCode.PENDING
     assert lab.edge("web1", "unban", A, "--jail", "sshd").returncode == ExitCode.OK
     assert not edge_status(lab, "web1")["ready"] and "central" in edge_status(lab, "web1")["last_error"]
+    # ... and keep banning and unbanning for OUTAGE seconds: each edge ends with one churn address banned
+    last = churn(lab, away + OUTAGE)
     assert lab.attackers() == {f"{A}/32", f"{B}/32"}  # ExaBGP keeps what it announced: routes stay in place
     lab.central.start()
-    lab.wait_firewall({B, C, D}, "the firewall holds exactly the edges' claims after the central's return")
-    print(f"central away for {time.monotonic() - away:.1f} s")
+    lab.wait_firewall({B, C, D, *last.values()}, "the firewall holds exactly the edges' claims after the return")
+    print(f"central stopped, edges churning, back and in sync after {time.monotonic() - away:.1f} s")
     for name in lab.edges:
         wait_until(lambda n=name: lab.edges[n].call("status")["routes"]["pending"] == 0, SETTLE, f"{name} in sync")
-    assert lab.owners() == {B: ["web2/nginx"], C: ["web1/sshd"], D: ["web2/sshd"]}
+    assert lab.owners() == {B: ["web2/nginx"], C: ["web1/sshd"], D: ["web2/sshd"],
+                            last["web1"]: ["web1/churn"], last["web2"]: ["web2/churn"]}
+    for name, address in last.items():
+        assert lab.edge(name, "unban", address, "--jail", "churn").returncode == ExitCode.OK
+    lab.wait_firewall({B, C, D}, "churn addresses gone")
+
+
+def churn(lab: Lab, until: float) -> dict[str, str]:
+    """Each edge bans a new address and unbans its previous one, until UNTIL (at most CHURN_MAX rounds)."""
+    last: dict[str, str] = {}
+    for index in range(CHURN_MAX):
+        if time.monotonic() >= until:
+            break
+        for offset, name in enumerate(lab.edges):
+            address = f"203.0.113.{100 + 2 * index + offset}"
+            assert lab.edge(name, "ban", address, "--jail", "churn").returncode == ExitCode.PENDING
+            if name in last:
+                assert lab.edge(name, "unban", last[name], "--jail", "churn").returncode == ExitCode.OK
+            last[name] = address
+    return last
 
 
 def test_050_an_edge_gone_for_good_has_its_claims_expire_at_the_central(lab: Lab) -> None:
