@@ -256,3 +256,16 @@ def test_api_config_defaults_are_off() -> None:
     assert config.api.https.listen == () and config.api.tokens == ()
     assert [str(x) for x in config.api.metrics_listen] == ["127.0.0.1:9180"]
     assert isinstance(config.api, ApiConfig)
+
+
+def test_every_metric_of_the_grafana_dashboard_is_exported(tmp_path: Path) -> None:
+    from f2b_bgp.metrics import renderer
+
+    from .memory import make
+
+    service, _, _ = make(tmp_path)
+    text = renderer(service)().decode()
+    exported = {re.sub(r"_total$", "", m) for m in re.findall(r"^# TYPE (\w+) ", text, re.M)}
+    dashboard = json.loads((Path(__file__).parents[2] / "docs" / "grafana" / "f2b-bgp.json").read_text())
+    used = {re.sub(r"_(bucket|total)$", "", m) for m in re.findall(r"\bf2b_bgp_\w+", json.dumps(dashboard))}
+    assert used and used <= exported, used - exported
