@@ -1,9 +1,10 @@
 """Issue 15 live scenario: two edges forward their bans over HTTPS to a central that speaks BGP to the firewall.
 
 Central (injector namespace): f2b-bgp with the ExaBGP backend (ExaBGP from the shipped exabgp/ files) and
-the HTTPS API on 198.51.100.2:8443, certificates made by trustme. Firewall: FRR from the shipped snippets.
-Edges (server namespace, 198.51.100.130): two f2b-bgp daemons whose only backend is `remote`, tokens web1
-and web2 (own claims only).
+the HTTPS API on 198.51.100.2:8443, certificates made by trustme. Firewall: FRR, then BIRD, from the shipped
+snippets. Edges (server namespace, 198.51.100.130): two f2b-bgp daemons whose only backend is `remote`,
+tokens web1 and web2 (own claims only); web1 is fed by a real fail2ban-server (shipped routeros jail,
+filter and bgp-blackhole.py action).
 
 | step | action | expected at the firewall (FRR RIB) / central |
 |---|---|---|
@@ -14,6 +15,7 @@ and web2 (own claims only).
 | 050 | web2 bans E for 3 s and is killed (-9) | E arrives, then the central withdraws it at its expiry |
 | 060 | no token, revoked token, wrong CA, unban of another's claim, over quota, protected | refused, nothing changed |
 | 070 | scrape /metrics on the central's localhost listener | routes, claims per owner, refusals, peer state |
+| 080 | a RouterOS login failure in web1's fail2ban log; fail2ban unban | F arrives as web1/routeros, then goes |
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from f2b_bgp.errors import ExitCode
 from f2b_bgp.peering.regenerate import reference_config
 from f2b_bgp.tokens import digest
 from tests.lab.asserts import assert_established
+from tests.lab.bird import Bird
 from tests.lab.exabgp import Exabgp, with_bridge_program
+from tests.lab.fail2ban import Fail2banServer, append, fail2ban_missing
 from tests.lab.f2bbgp import F2bBgp, lab_config
 from tests.lab.frr import Frr
 from tests.lab.netns import HOSTS, Topology
@@ -44,6 +48,7 @@ from tests.lab.peers import Peer, peer_for
 from tests.lab.process import make_workdir, remove_workdir
 from tests.lab.wait import wait_until
 from tests.live.test_exabgp import DAEMON_CONFIG, EXABGP_DIR, exabgp_env
+from tests.live.test_fail2ban import routeros_line
 from tests.live.test_peering import SHIPPED
 
 CENTRAL = HOSTS["injector"]["4"]
@@ -53,7 +58,7 @@ SETTLE = 30
 OUTAGE = 5.0  # seconds the central is away while the edges keep banning and unbanning
 CHURN_MAX = 40
 REPO = Path(__file__).parents[2]
-A, B, S, C, D, E = (f"203.0.113.{n}" for n in (11, 12, 13, 14, 15, 16))
+A, B, S, C, D, E, F = (f"203.0.113.{n}" for n in (11, 12, 13, 14, 15, 16, 17))
 SECRETS = {"web1": "f2b_live-web1", "web2": "f2b_live-web2", "ops": "f2b_live-ops", "small": "f2b_live-small",
            "old": "f2b_live-old"}
 
@@ -96,6 +101,24 @@ listen = []
 """)
 
 
+FAIL2BAN_JAILS = """
+[DEFAULT]
+ignoreself = false
+ignoreip =
+backend = polling
+bantime = 600
+
+[routeros]
+logpath = {dir}/routeros.log
+maxretry = 1
+banaction = bgp-blackhole.py
+banaction_allports = bgp-blackhole.py
+
+[sshd]
+enabled = false
+"""
+
+
 @dataclass
 class Lab:
     topo: Topology
@@ -103,6 +126,7 @@ class Lab:
     firewall: Peer
     central: F2bBgp
     edges: dict[str, F2bBgp]
+    fail2ban: Fail2banServer | None
 
     def attackers(self) -> set[str]:
         """The firewall's BGP routes in the attacker range that carry the blackhole community."""
@@ -142,15 +166,18 @@ def make_pki(tls: Path) -> None:
         (tls / f"{name}.token").write_text(secret + "\n")
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
+@pytest.fixture(scope="module", params=["frr", "bird"])
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     with ExitStack() as stack:
         tls = make_workdir("central-tls")
         stack.callback(remove_workdir, tls)
         make_pki(tls)
         topo = stack.enter_context(Topology())
-        frr = stack.enter_context(Frr(topo.ns("firewall"),
-                                      {d: SHIPPED["frr"] / f"{d}.conf" for d in ("zebra", "staticd", "bgpd")}))
+        if request.param == "frr":
+            firewall = stack.enter_context(Frr(topo.ns("firewall"), {d: SHIPPED["frr"] / f"{d}.conf"
+                                                                     for d in ("zebra", "staticd", "bgpd")}))
+        else:
+            firewall = stack.enter_context(Bird(topo.ns("firewall"), SHIPPED["bird"] / "bird.conf"))
         central = stack.enter_context(F2bBgp(topo.ns("injector"), central_config(tls, TOKENS + REVOKED)))
         conf = with_bridge_program(EXABGP_DIR / "exabgp.conf", central.workdir,
                                    str(reference_config().exabgp.bridge_program))
@@ -158,7 +185,13 @@ def lab() -> Iterator[Lab]:
                                    env=exabgp_env(central), env_file=EXABGP_DIR / "exabgp.env"))
         edges = {name: stack.enter_context(F2bBgp(topo.ns("server"), edge_config(name, tls)))
                  for name in ("web1", "web2")}
-        yield Lab(topo, tls, peer_for(frr), central, edges)
+        fail2ban = None
+        if not fail2ban_missing():
+            socket = edges["web1"].socket
+            action = {"bgp-blackhole.local": f"[Init]\nsocket = {socket}\n"}
+            fail2ban = stack.enter_context(Fail2banServer(FAIL2BAN_JAILS, action, env={"F2B_BGP_SOCKET": str(socket)},
+                                                          log_files=("routeros.log",)))
+        yield Lab(topo, tls, peer_for(firewall), central, edges, fail2ban)
 
 
 def edge_status(lab: Lab, name: str) -> dict:
@@ -281,3 +314,13 @@ def test_070_metrics_on_the_localhost_listener(lab: Lab) -> None:
     assert metrics['f2b_bgp_events_total{event="expire",reason=""}'] >= 1
     assert metrics['f2b_bgp_backend_ack_seconds_count{backend="exabgp"}'] >= 1
     assert metrics["f2b_bgp_store_writable"] == 1
+
+
+def test_080_a_real_fail2ban_on_an_edge(lab: Lab) -> None:
+    if lab.fail2ban is None:
+        pytest.skip(fail2ban_missing())
+    append(lab.fail2ban.workdir / "routeros.log", [routeros_line(F)])
+    lab.wait_firewall({B, C, D, F}, "fail2ban's ban on web1 at the firewall")
+    assert lab.owners()[F] == ["web1/routeros"]
+    lab.fail2ban.client("set", "routeros", "unbanip", F)
+    lab.wait_firewall({B, C, D}, "fail2ban's unban withdrawn at the firewall")
