@@ -28,7 +28,8 @@ def read_token(path: str | Path) -> str:
     return text
 
 
-def client_context(ca_file: str | None = None, certificate: str | None = None, key: str | None = None) -> ssl.SSLContext:
+def client_context(ca_file: str | None = None, certificate: str | None = None,
+                   key: str | None = None) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=ca_file)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if certificate:

@@ -180,8 +180,11 @@ class RemoteBackend(Backend):
 
     async def _probe(self) -> None:
         try:
-            await self._request("GET", "ping", {})
+            answer = await self._request("GET", "ping", {})
         except CentralDown:
+            return
+        if not answer["ok"]:  # e.g. a token without "ping": nothing else would work either
+            self._down(f"{answer.get('code')}: {str(answer.get('error'))[:MAX_ERROR]}")
             return
         self.up, self.last_error = True, ""
         self.refused.clear()
