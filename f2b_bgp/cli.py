@@ -15,6 +15,7 @@ import click
 
 from . import __version__, defaults
 from .client import Client
+from .http_client import HttpClient, client_context, read_token
 from .errors import EXIT_CODE_HELP, ExitCode, F2bBgpError, PendingError, RequestError
 EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {c.value}  {c.name.lower()}: {EXIT_CODE_HELP[c]}" for c in ExitCode)
 
@@ -38,18 +39,16 @@ class Context:
         except (OSError, tomllib.TOMLDecodeError, AttributeError):
             return defaults.API_SOCKET
 
-    def call(self, op: str, **fields: Any) -> dict[str, Any]:
-        if self.url:
-            return self._call_central(op, **fields)
-        with Client(self.socket) as client:
-            return client.call(op, **fields)
-
-    def _call_central(self, op: str, **fields: Any) -> dict[str, Any]:
-        from .http_client import HttpClient, client_context, read_token
-
+    def client(self) -> Client | HttpClient:
+        """The local socket's client, or with --url the central's HTTPS client (same calls, same errors)."""
+        if not self.url:
+            return Client(self.socket)
         if not self.token_file:
             raise RequestError("--url needs --token-file (env F2B_BGP_TOKEN_FILE)")
-        with HttpClient(self.url or "", read_token(self.token_file), client_context(self.ca_file)) as client:
+        return HttpClient(self.url, read_token(self.token_file), client_context(self.ca_file))
+
+    def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        with self.client() as client:
             return client.call(op, **fields)
 
 
@@ -170,7 +169,7 @@ def _row(cells: tuple[str, ...], widths: tuple[int, ...] = LIST_WIDTHS) -> str:
 
 
 def _pages(ctx: Context, jail: str | None) -> Iterator[list[dict[str, Any]]]:
-    with Client(ctx.socket) as client:
+    with ctx.client() as client:
         after = ""
         while True:
             page = client.call("list", jail=jail, after=after)

@@ -29,6 +29,7 @@ from .tokens import Token, authenticate
 log = logging.getLogger(__name__)
 
 READ_OPS = frozenset({"ping", "list", "show", "status"})
+NUMERIC_QUERY = frozenset({"limit"})  # list's page size
 # docs/contracts.md "HTTP status per exit code"; a ban that is stored but pending answers 202
 HTTP_STATUS = {
     ExitCode.OK: 200,
@@ -153,7 +154,7 @@ async def _request_object(request: web.Request, op: str) -> dict[str, Any]:
     if wanted == "GET":
         if len(request.query) != len(set(request.query)):
             raise RequestError("a query parameter given twice")
-        fields: dict[str, Any] = dict(request.query)
+        fields: dict[str, Any] = {k: _query_value(k, v) for k, v in request.query.items()}
     else:
         try:
             data = await request.read()
@@ -161,6 +162,13 @@ async def _request_object(request: web.Request, op: str) -> dict[str, Any]:
             raise RequestError(f"request longer than {MAX_LINE} bytes") from None
         fields = decode_object(data) if data.strip() else {}
     return {**fields, "op": op}
+
+
+def _query_value(name: str, text: str) -> Any:
+    """Query parameters are text; the numeric ones become numbers for the handler to check."""
+    if name in NUMERIC_QUERY and text.isascii() and text.isdigit() and len(text) <= 12:
+        return int(text)
+    return text
 
 
 class _Http(RequestError):

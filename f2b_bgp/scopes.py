@@ -133,7 +133,7 @@ def _narrow(token: Token, result: object) -> object:
     if not token.own_claims_only:
         return result
     if isinstance(result, Listing):
-        return Listing(tuple(v for view in result.bans if (v := _own_view(token, view))))
+        return replace(result, bans=tuple(v for view in result.bans if (v := _own_view(token, view))))
     if isinstance(result, ShowResult):
         return replace(result, bans=tuple(v for view in result.bans if (v := _own_view(token, view))))
     return result

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 CONNECTIONS = 16  # requests in flight to one central
 REFUSAL_HOLD = 60.0  # a prefix the central refused is not asked again for this long (its audit log would fill)
 MAX_ERROR = 200
+MAX_PAGES = 10000  # of `list`: a central answering pages for ever cannot hold the edge up
 
 
 class CentralDown(BackendUnavailable):
@@ -122,12 +123,19 @@ class RemoteBackend(Backend):
         return failures
 
     async def installed(self) -> set[Prefix] | None:
-        """This token's claims on the central (it shows an own-claims token nothing else)."""
+        """This token's claims on the central (it shows an own-claims token nothing else), page by page."""
+        found: set[Prefix] = set()
+        after = ""
         try:
-            answer = await self._request("GET", "list", {})
-            if not answer["ok"]:
-                return None
-            return {Prefix.parse(b["prefix"]) for b in answer["bans"]}
+            for _ in range(MAX_PAGES):
+                answer = await self._request("GET", "list", {"after": after} if after else {})
+                if not answer["ok"]:
+                    raise ValueError(f"{answer.get('code')}: {str(answer.get('error'))[:MAX_ERROR]}")
+                found |= {Prefix.parse(b["prefix"]) for b in answer["bans"]}
+                if answer["next"] is None:
+                    return found
+                after = str(answer["next"])
+            raise ValueError(f"more than {MAX_PAGES} pages")
         except (BackendUnavailable, KeyError, TypeError, ValueError) as err:
             log.warning(kv("remote-list-failed", backend=self.name, error=_one_line(err)))
             return None

@@ -19,7 +19,7 @@ from f2b_bgp.backends.remote import RemoteBackend
 from f2b_bgp.config import parse_config
 from f2b_bgp.guards import HostFacts
 from f2b_bgp.https_api import HttpsApi
-from f2b_bgp.model import Prefix, RouteState
+from f2b_bgp.model import Claim, Prefix, RouteState
 from f2b_bgp.service import BanRequest, Service
 from f2b_bgp.store import Store
 
@@ -85,9 +85,10 @@ def test_edge_claims_reach_the_central_and_survive_its_absence(tmp_path: Path) -
                 central.config.api, https=pki.https(port)))
             api = HttpsApi(central)
             await api.start()
+            expected = {"203.0.113.8 web1/sshd": ("", central.clock() + 600),
+                        "203.0.113.9 web1/nginx": ("", central.clock() + 300)}
+            await wait_for(lambda: central_claims(central) == expected, "the central holds the edge's claims")
             await wait_for(lambda: backend.ready and edge.status().routes.pending == 0, "edge in sync again")
-            assert central_claims(central) == {"203.0.113.8 web1/sshd": ("", central.clock() + 600),
-                                               "203.0.113.9 web1/nginx": ("", central.clock() + 300)}
             # 4. the central's own guards apply on top: the edge keeps it pending and says why
             refused = await edge.ban(BanRequest("198.51.100.9", "sshd", 60))
             assert refused.state is RouteState.PENDING
@@ -99,3 +100,30 @@ def test_edge_claims_reach_the_central_and_survive_its_absence(tmp_path: Path) -
             await api.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_installed_lists_every_page_of_this_edges_claims_only(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    (tmp_path / "central").mkdir()
+    central = central_service(tmp_path / "central", pki)
+    now = central.clock()
+    mine = {Prefix.parse(f"2001:db8:203::{i:x}") for i in range(1, 1201)}  # three pages of 500
+    for prefix in sorted(mine):
+        central.store.upsert_claim(Claim(prefix, "web1/sshd", "", now, now + 600))
+    for i in range(1, 700, 3):  # another edge's claims, some on the same prefixes
+        central.store.upsert_claim(Claim(Prefix.parse(f"2001:db8:203::{i:x}"), "web2/sshd", "", now, now + 600))
+    central.store.upsert_claim(Claim(Prefix.parse("203.0.113.99"), "web2/sshd", "", now, now + 600))
+
+    async def scenario() -> set[Prefix] | None:
+        api = HttpsApi(central)
+        await api.start()
+        assert api.runner is not None
+        _, backend = edge_service(tmp_path, pki, f"https://127.0.0.1:{api.runner.addresses[0][1]}", central.clock)
+        await backend.start()
+        try:
+            return await backend.installed()
+        finally:
+            await backend.stop()
+            await api.stop()
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 60)) == mine
