@@ -208,6 +208,14 @@ def config_warnings(config: Config) -> list[str]:
     if config.exabgp.enabled and not (program.is_file() and os.access(program, os.X_OK)):
         found.append(f"backends.exabgp.bridge_program: {program} is not an executable file on this host: "
                      "ExaBGP cannot start the bridge here (fine if exabgp.conf is for another host)")
+    files = [("api.https.certificate", config.api.https.certificate), ("api.https.key", config.api.https.key),
+             ("api.https.client_ca", config.api.https.client_ca)] if config.api.https.listen else []
+    for index, remote in enumerate(config.remotes):
+        files += [(f"backends.remote[{index}].{key}", getattr(remote, key))
+                  for key in ("token_file", "ca_file", "client_certificate", "client_key")]
+    for key, path in files:
+        if path is not None and not os.access(path, os.R_OK):
+            found.append(f"{key}: {path} is not readable here: the daemon will not start with it")
     for index, peer in enumerate(config.bgp.peers):
         if peer.local_address is None:
             found.append(f"bgp.peers[{index}].local_address: not set: `f2b-bgp peering` renders no snippet "

@@ -54,3 +54,18 @@ def test_a_full_central_and_edge_config() -> None:
     assert (token.max_claims, token.forbidden, token.own_claims_only) == (5, ("192.0.2.0/24",), True)
     [remote] = config.remotes
     assert (remote.name, remote.token_file, remote.timeout) == ("central1", Path("/etc/f2b-bgp/c.token"), 5.0)
+
+
+def test_check_config_warns_about_unreadable_tls_and_token_files(tmp_path: Path) -> None:
+    from f2b_bgp.config import config_warnings
+
+    token = tmp_path / "c.token"
+    token.write_text("f2b_x\n")
+    config = parse_config({
+        "api": {"https": {"listen": ["192.0.2.10:8443"], "certificate": "/nonexistent/c.pem", "key": str(token)}},
+        "backends": {"remote": [{**REMOTE, "token_file": str(token), "ca_file": "/nonexistent/ca.pem"}]},
+    })
+    warnings = [w for w in config_warnings(config) if "not readable" in w]
+    assert warnings == ["api.https.certificate: /nonexistent/c.pem is not readable here: the daemon will not start "
+                        "with it", "backends.remote[0].ca_file: /nonexistent/ca.pem is not readable here: the "
+                        "daemon will not start with it"]

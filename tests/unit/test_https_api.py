@@ -149,18 +149,22 @@ def test_two_owners_and_an_edge_withdraw_removes_only_its_own(tmp_path: Path, pk
     assert service.store.is_wanted(Prefix.parse(ATTACKER))
 
 
-@pytest.mark.parametrize("method, path, status", [("GET", "/v1/ban", 405), ("POST", "/v1/list", 405),
-                                                  ("GET", "/v1/reboot", 404), ("GET", "/v1/show?prefix=a&prefix=b", 400)])
-def test_wrong_method_or_op_is_a_usage_answer(tmp_path: Path, pki: Pki, method: str, path: str, status: int) -> None:
+@pytest.mark.parametrize("method, path, body, status", [
+    ("GET", "/v1/ban", None, 405), ("POST", "/v1/list", b"{}", 405), ("GET", "/v1/reboot", None, 404),
+    ("GET", "/v1/show?prefix=a&prefix=b", None, 400), ("GET", "/v1/list?limit=ten", None, 400),
+    ("POST", "/v1/ban", b"[1]", 400), ("POST", "/v1/ban", b'{"prefix": "' + b"1" * 70000 + b'"}', 400),
+])
+def test_malformed_requests_are_usage_answers(tmp_path: Path, pki: Pki, method: str, path: str, body: bytes | None,
+                                             status: int) -> None:
     service = central_service(tmp_path, pki)
 
     async def scenario() -> tuple[int, dict, dict]:
         async with serving(service) as url:
-            return await raw(url, method, path, pki.context(), {"Authorization": "Bearer " + SECRETS["ops"]},
-                             b"{}" if method == "POST" else None)
+            return await raw(url, method, path, pki.context(), {"Authorization": "Bearer " + SECRETS["ops"]}, body)
 
-    got, body, _ = run(scenario())
-    assert got == status and body["code"] == "usage"
+    got, answer, _ = run(scenario())
+    assert got == status and answer["code"] == "usage", answer
+    assert service.store.count_wanted() == 0
 
 
 def test_every_request_is_audited_with_token_peer_op_prefix_and_result(tmp_path: Path, pki: Pki) -> None:
@@ -269,3 +273,24 @@ def test_every_metric_of_the_grafana_dashboard_is_exported(tmp_path: Path) -> No
     dashboard = json.loads((Path(__file__).parents[2] / "docs" / "grafana" / "f2b-bgp.json").read_text())
     used = {re.sub(r"_(bucket|total)$", "", m) for m in re.findall(r"\bf2b_bgp_\w+", json.dumps(dashboard))}
     assert used and used <= exported, used - exported
+
+
+def test_list_pages_over_https_and_an_edge_sees_its_own_claims_only(tmp_path: Path, pki: Pki) -> None:
+    service = central_service(tmp_path, pki)
+
+    async def scenario() -> list[dict]:
+        async with serving(service) as url:
+            ctx = pki.context()
+            for address in ("203.0.113.1", "203.0.113.2", "203.0.113.3"):
+                await call(url, SECRETS["web1"], ctx, "ban", prefix=address)
+            await call(url, SECRETS["web2"], ctx, "ban", prefix="203.0.113.2")
+            pages, after = [], ""
+            while after is not None:
+                page = await call(url, SECRETS["web2"], ctx, "list", limit=1, after=after)
+                pages.append(page)
+                after = page["next"]
+            return pages
+
+    pages = run(scenario())
+    assert [[b["prefix"] for b in p["bans"]] for p in pages] == [[], ["203.0.113.2/32"], [], []]
+    assert [o["jail"] for o in pages[1]["bans"][0]["owners"]] == ["web2/cli"]
