@@ -22,6 +22,7 @@ from .errors import ConfigError, ExitCode, F2bBgpError, RequestError, StoreError
 from .logfmt import kv
 from .metrics import Render, metrics_response
 from .model import BanResult, RouteState
+from .names import text_problem
 from .scopes import Scopes, Unauthorized
 from .service import Service
 from .tokens import Token, authenticate
@@ -124,16 +125,18 @@ class HttpsApi:
         return response
 
     def _audit(self, token: Token | None, peer: str, op: str, prefix: object, body: dict[str, Any]) -> None:
+        """One log line and one store event per request; hostile text only as quoted log values."""
         name = token.name if token else "-"
-        shown = prefix[:64] if isinstance(prefix, str) else ""
+        shown = prefix[:64] if isinstance(prefix, str) and not text_problem(prefix[:64]) else ""
         result = body.get("state") if body["ok"] else body["code"]
         if not body["ok"]:
             self.service.stats.count("api-error", body["code"])
         log.info(kv("audit", token=name, peer=peer, op=op[:32], prefix=shown or "-", result=result or "ok"))
+        known = op if op in HANDLERS else "unknown"
         try:
-            self.service.store.event("api", shown, name, f"peer={peer} op={op[:32]} result={result or 'ok'}")
+            self.service.store.event("api", shown, name, f"peer={peer} op={known} result={result or 'ok'}")
         except StoreError as err:
-            log.error(kv("audit-lost", token=name, op=op[:32], error=err.message))
+            log.error(kv("audit-lost", token=name, op=known, error=err.message))
 
     async def _metrics(self, request: web.Request) -> web.Response:
         """/metrics over HTTPS: any valid token may read them."""

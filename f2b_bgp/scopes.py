@@ -65,11 +65,13 @@ class Scopes:
         return _narrow(token, await execute(service, req))
 
     def _own_jail(self, token: Token, req: dict[str, Any]) -> dict[str, Any]:
-        """ban and unban act on NAME/JAIL; list --jail looks among them."""
+        """ban and unban act on NAME/JAIL; an own-claims token's list --jail looks among them."""
         op = req.get("op")
         jail = req.get("jail", "cli" if op in ("ban", "unban") else None)
         if op not in ("ban", "unban", "list") or not isinstance(jail, str):
             return req  # no jail, or the handler says what is wrong with it
+        if op == "list" and not token.own_claims_only:
+            return req  # an operator lists any owner's claims by their full name
         if owns(token, jail) or ("/" in jail and not token.own_claims_only):
             return req
         if "/" in jail:
