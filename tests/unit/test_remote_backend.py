@@ -6,6 +6,8 @@
 | 2 | central away: ban .8, unban .7, ban .9 | unchanged; the edge shows .8 and .9 pending |
 | 3 | central back | exactly the edge's claims: .8 and .9, .7 gone |
 | 4 | ban a prefix the central protects | the edge keeps it pending with the central's reason |
+
+And two centrals: each gets every claim; one away leaves the other current, and catches up on its return.
 """
 
 from __future__ import annotations
@@ -127,3 +129,52 @@ def test_installed_lists_every_page_of_this_edges_claims_only(tmp_path: Path) ->
             await api.stop()
 
     assert asyncio.run(asyncio.wait_for(scenario(), 60)) == mine
+
+
+def test_two_centrals_each_get_every_claim_and_one_away_leaves_the_other_current(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    centrals = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        centrals.append(central_service(tmp_path / name, pki))
+
+    async def scenario() -> None:
+        apis = [HttpsApi(c) for c in centrals]
+        for api in apis:
+            await api.start()
+        ports = [api.runner.addresses[0][1] for api in apis if api.runner is not None]
+        token = tmp_path / "web1.token"
+        token.write_text(SECRETS["web1"] + "\n")
+        config = parse_config({
+            "guards": {"allow_special": ["203.0.113.0/24"]},
+            "backends": {"kernel": {"enabled": False}, "remote": [
+                {"name": f"central-{n}", "url": f"https://127.0.0.1:{p}", "token_file": str(token),
+                 "ca_file": str(pki.ca_file)} for n, p in zip("ab", ports)]}})
+        backends = [RemoteBackend(remote, RETRY) for remote in config.remotes]
+        store = Store(tmp_path / "edge.db")
+        store.mark_settled()
+        edge = Service(config, store, backends, HostFacts(), clock=centrals[0].clock)
+        for backend in backends:
+            await backend.start()
+        try:
+            assert (await edge.ban(BanRequest("203.0.113.7", "sshd", 600))).state is RouteState.ACTIVE
+            await apis[1].stop()  # central b away: a keeps getting every claim, the edge says b owes them
+            result = await edge.ban(BanRequest("203.0.113.8", "sshd", 600))
+            assert result.state is RouteState.PENDING
+            states = {n: s.state for n, s in edge.show("203.0.113.8").bans[0].backends.items()}
+            assert states == {"central-a": RouteState.ACTIVE, "central-b": RouteState.PENDING}
+            assert sorted(central_claims(centrals[0])) == ["203.0.113.7 web1/sshd", "203.0.113.8 web1/sshd"]
+            assert sorted(central_claims(centrals[1])) == ["203.0.113.7 web1/sshd"]
+            centrals[1].config = dataclasses.replace(centrals[1].config, api=dataclasses.replace(
+                centrals[1].config.api, https=pki.https(ports[1])))
+            apis[1] = HttpsApi(centrals[1])
+            await apis[1].start()
+            await wait_for(lambda: central_claims(centrals[1]) == central_claims(centrals[0]), "central b caught up")
+            await wait_for(lambda: edge.status().routes.pending == 0, "the edge sees both centrals current")
+        finally:
+            for backend in backends:
+                await backend.stop()
+            for api in apis:
+                await api.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
