@@ -17,7 +17,7 @@ from . import defaults
 from .errors import ConfigError
 from .guards import GuardPolicy, ProtectedPrefix
 from .names import name_problem
-from .tokens import OPERATIONS, Token
+from .tokens import OPERATIONS, WIDE_OPERATIONS, Token
 
 DEFAULT_PATH = Path(defaults.CONFIG_PATH)
 # also `f2b-bgp exabgp-bridge --socket`'s default, written there again to keep config out of the bridge's start-up
@@ -563,7 +563,7 @@ def _token(r: _Reader, key: str, item: Any) -> Token | None:
     for field in ("name", "sha256"):
         if field not in t.table:
             t.problem(t.key(field), "is required")
-    wide = sorted({"flush", "sync"} & set(token.operations))
+    wide = sorted(WIDE_OPERATIONS & set(token.operations))
     if token.own_claims_only and wide:
         t.problem(t.key("operations"), f"{', '.join(wide)} act on every owner's bans: not with own_claims_only")
     return token if token.name and token.sha256 else None

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ERRORS_BY_CODE, F2bBgpError, UnavailableError, RequestError
 
-READ_OPS = frozenset({"ping", "list", "show", "status"})  # GET; the rest POST (https_api.READ_OPS)
+READ_OPS = frozenset({"ping", "list", "show", "status", "events"})  # GET; the rest POST (https_api.READ_OPS)
 
 
 def read_token(path: str | Path) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import ssl
 from typing import Any
 
@@ -29,8 +30,9 @@ from .tokens import Token, authenticate
 
 log = logging.getLogger(__name__)
 
-READ_OPS = frozenset({"ping", "list", "show", "status"})
-NUMERIC_QUERY = frozenset({"limit"})  # list's page size
+READ_OPS = frozenset({"ping", "list", "show", "status", "events"})
+NUMERIC_QUERY = frozenset({"limit", "since"})  # page sizes, events' start time
+NUMBER = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?", re.ASCII)
 # docs/contracts.md "HTTP status per exit code"; a ban that is stored but pending answers 202
 HTTP_STATUS = {
     ExitCode.OK: 200,
@@ -169,8 +171,8 @@ async def _request_object(request: web.Request, op: str) -> dict[str, Any]:
 
 def _query_value(name: str, text: str) -> Any:
     """Query parameters are text; the numeric ones become numbers for the handler to check."""
-    if name in NUMERIC_QUERY and text.isascii() and text.isdigit() and len(text) <= 12:
-        return int(text)
+    if name in NUMERIC_QUERY and NUMBER.fullmatch(text):
+        return float(text) if "." in text else int(text)
     return text
 
 

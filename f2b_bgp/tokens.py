@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 PREFIX = "f2b_"
 TOKEN_BYTES = 32
-# What a client may call; flush and sync act on every owner's bans, so an own-claims token may not.
-OPERATIONS = ("ping", "ban", "unban", "withdraw", "list", "show", "status", "flush", "sync")
+# What a client may call; flush, sync and events act on (or show) every owner's bans: not for an own-claims token.
+OPERATIONS = ("ping", "ban", "unban", "withdraw", "list", "show", "status", "flush", "sync", "events")
+WIDE_OPERATIONS = frozenset({"flush", "sync", "events"})
 EDGE_OPERATIONS = ("ping", "ban", "unban", "withdraw", "list", "show", "status")
 MAX_TOKEN_TEXT = 128
 

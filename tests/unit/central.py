@@ -19,7 +19,7 @@ from f2b_bgp.http_client import HttpClient, client_context
 from f2b_bgp.https_api import HttpsApi
 from f2b_bgp.metrics import renderer
 from f2b_bgp.service import Service
-from f2b_bgp.tokens import Token, digest
+from f2b_bgp.tokens import OPERATIONS, Token, digest
 
 from .memory import make
 
@@ -31,8 +31,7 @@ def tokens(**overrides: dict) -> tuple[Token, ...]:
     base = {
         "web1": Token("web1", digest(SECRETS["web1"])),
         "web2": Token("web2", digest(SECRETS["web2"])),
-        "ops": Token("ops", digest(SECRETS["ops"]), operations=("ping", "ban", "unban", "withdraw", "list", "show",
-                                                               "status", "flush", "sync"), own_claims_only=False),
+        "ops": Token("ops", digest(SECRETS["ops"]), operations=OPERATIONS, own_claims_only=False),
     }
     return tuple(dataclasses.replace(t, **overrides.get(name, {})) for name, t in base.items())
 

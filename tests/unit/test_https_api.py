@@ -177,7 +177,7 @@ def test_every_request_is_audited_with_token_peer_op_prefix_and_result(tmp_path:
                 await call(url, "f2b_wrong", pki.context(), "ban", prefix="203.0.113.9")
 
     run(scenario())
-    audit = [(e.jail, e.prefix, e.detail) for e in service.store.events() if e.event == "api"]
+    audit = [(e.jail, e.prefix, e.detail) for e in service.store.query_events() if e.event == "api"]
     assert audit == [("web1", ATTACKER, "peer=127.0.0.1 op=ban result=active"),
                      ("-", "", "peer=127.0.0.1 op=ban result=refused")]  # an unknown client's body is not read
 
@@ -294,3 +294,18 @@ def test_list_pages_over_https_and_an_edge_sees_its_own_claims_only(tmp_path: Pa
     pages = run(scenario())
     assert [[b["prefix"] for b in p["bans"]] for p in pages] == [[], ["203.0.113.2/32"], [], []]
     assert [o["jail"] for o in pages[1]["bans"][0]["owners"]] == ["web2/cli"]
+
+
+def test_events_over_https_for_an_operator_not_for_an_edge(tmp_path: Path, pki: Pki) -> None:
+    service = central_service(tmp_path, pki)
+
+    async def scenario() -> dict:
+        async with serving(service) as url:
+            ctx = pki.context()
+            await call(url, SECRETS["web1"], ctx, "ban", prefix=ATTACKER, jail="sshd")
+            with pytest.raises(RefusedError, match="may not call 'events'"):
+                await call(url, SECRETS["web1"], ctx, "events")
+            return await call(url, SECRETS["ops"], ctx, "events", since=0.5, limit=50, jail="web1/sshd")
+
+    events = run(scenario())["events"]
+    assert [(e["event"], e["prefix"]) for e in events] == [("ban", ATTACKER + "/32")]
