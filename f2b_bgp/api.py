@@ -1,5 +1,9 @@
 """The local API: JSON lines on a Unix socket. Every field read is validated.
 
+The request objects, their validation and the answers are shared with the
+HTTPS API (https_api.py): `execute` runs one request object, `answer` and
+`error_answer` are the two shapes of a reply, both transports send them.
+
 Requests on one connection are handled concurrently (so a client can stream
 many bans and the ExaBGP backend can batch them) and answered in order. A
 client that does not read its answers is slowed, then dropped: at most
@@ -130,32 +134,46 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def parse_request(line: bytes) -> tuple[Handler, dict[str, Any]]:
-    """The handler and the request object of one line; RequestError for anything malformed."""
+def decode_object(data: bytes) -> dict[str, Any]:
+    """A JSON object from hostile bytes; RequestError for anything else."""
     try:
-        req = json.loads(line)
+        req = json.loads(data)
     except RecursionError:
         raise RequestError("request nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise RequestError(f"not valid JSON: {str(err)[:80]}") from None
     if not isinstance(req, dict):
         raise RequestError("request must be a JSON object")
-    op = req.get("op")
+    return req
+
+
+def handler_of(op: object) -> Handler:
     handler = HANDLERS.get(op) if isinstance(op, str) else None
     if handler is None:
         raise RequestError(f"unknown op {str(op)[:32]!r}; known: {', '.join(sorted(HANDLERS))}")
-    return handler, req
+    return handler
+
+
+async def execute(service: Service, req: dict[str, Any]) -> object:
+    """Run one request object (its fields validated by its handler): the typed result, or an F2bBgpError."""
+    return await handler_of(req.get("op"))(service, req)
 
 
 async def handle_line(service: Service, line: bytes) -> dict[str, Any]:
     try:
-        handler, req = parse_request(line)
-        result = await handler(service, req)
+        result = await execute(service, decode_object(line))
     except F2bBgpError as err:
         return error_answer(err)
     except Exception:  # noqa: BLE001 - one bad request must not take the daemon down
         log.exception("api internal error")
-        return {"ok": False, "code": "error", "error": "internal error, see the daemon log"}
+        return INTERNAL_ERROR
+    return answer(result)
+
+
+INTERNAL_ERROR = {"ok": False, "code": "error", "error": "internal error, see the daemon log"}
+
+
+def answer(result: object) -> dict[str, Any]:
     return {"ok": True, **to_wire(result)}
 
 

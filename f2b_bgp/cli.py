@@ -15,15 +15,18 @@ import click
 
 from . import __version__, defaults
 from .client import Client
-from .errors import EXIT_CODE_HELP, ExitCode, F2bBgpError, PendingError
+from .http_client import HttpClient, client_context, read_token
+from .errors import EXIT_CODE_HELP, ExitCode, F2bBgpError, PendingError, RequestError
 EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {c.value}  {c.name.lower()}: {EXIT_CODE_HELP[c]}" for c in ExitCode)
 
 
 class Context:
-    def __init__(self, config: str | None, socket: str | None, debug: bool) -> None:
+    def __init__(self, config: str | None, socket: str | None, debug: bool, url: str | None = None,
+                 token_file: str | None = None, ca_file: str | None = None) -> None:
         self.config = config or os.environ.get("F2B_BGP_CONFIG") or defaults.CONFIG_PATH
         self.socket_override = socket or os.environ.get("F2B_BGP_SOCKET")
         self.debug = debug
+        self.url, self.token_file, self.ca_file = url, token_file, ca_file
 
     @property
     def socket(self) -> str:
@@ -36,8 +39,16 @@ class Context:
         except (OSError, tomllib.TOMLDecodeError, AttributeError):
             return defaults.API_SOCKET
 
+    def client(self) -> Client | HttpClient:
+        """The local socket's client, or with --url the central's HTTPS client (same calls, same errors)."""
+        if not self.url:
+            return Client(self.socket)
+        if not self.token_file:
+            raise RequestError("--url needs --token-file (env F2B_BGP_TOKEN_FILE)")
+        return HttpClient(self.url, read_token(self.token_file), client_context(self.ca_file))
+
     def call(self, op: str, **fields: Any) -> dict[str, Any]:
-        with Client(self.socket) as client:
+        with self.client() as client:
             return client.call(op, **fields)
 
 
@@ -48,11 +59,18 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.version_option(__version__, prog_name="f2b-bgp")
 @click.option("--config", "config", metavar="PATH", help="Config file [env F2B_BGP_CONFIG; default /etc/f2b-bgp/config.toml].")
 @click.option("--socket", "socket", metavar="PATH", help="Daemon API socket [env F2B_BGP_SOCKET; default from the config].")
+@click.option("--url", metavar="URL", envvar="F2B_BGP_URL",
+              help="Talk to a central's HTTPS API (https://HOST:PORT) instead of the local socket [env F2B_BGP_URL].")
+@click.option("--token-file", metavar="FILE", envvar="F2B_BGP_TOKEN_FILE",
+              help="With --url: the file holding this client's token [env F2B_BGP_TOKEN_FILE].")
+@click.option("--ca-file", metavar="FILE", envvar="F2B_BGP_CA_FILE",
+              help="With --url: the CA of the central's certificate [default: the system's CAs].")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, socket: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, config: str | None, socket: str | None, url: str | None, token_file: str | None,
+        ca_file: str | None, debug: bool) -> None:
     """Turn fail2ban bans into guarded BGP blackhole routes."""
-    ctx.obj = Context(config, socket, debug)
+    ctx.obj = Context(config, socket, debug, url, token_file, ca_file)
 
 
 @cli.command()
@@ -151,7 +169,7 @@ def _row(cells: tuple[str, ...], widths: tuple[int, ...] = LIST_WIDTHS) -> str:
 
 
 def _pages(ctx: Context, jail: str | None) -> Iterator[list[dict[str, Any]]]:
-    with Client(ctx.socket) as client:
+    with ctx.client() as client:
         after = ""
         while True:
             page = client.call("list", jail=jail, after=after)
@@ -340,6 +358,29 @@ def doctor(ctx: Context, as_json: bool, vtysh_dir: str | None, fail2ban_socket: 
     report = run_doctor(Options(Path(ctx.config), ctx.socket, vtysh_dir, fail2ban_socket))
     click.echo(report.as_json() if as_json else "\n".join(c.line() for c in report.checks))
     sys.exit(report.exit_code)
+
+
+@cli.group()
+def token() -> None:
+    """Tokens of the HTTPS API's clients (docs/central.md)."""
+
+
+@token.command(name="new")
+@click.argument("name")
+def token_new(name: str) -> None:
+    """Make a token for client NAME: the secret once, and the lines for the central's config."""
+    from .config import token_name
+    from .tokens import config_lines, digest, new_secret
+
+    try:
+        token_name(name)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="NAME") from None
+    secret = new_secret()
+    click.echo(f"# the token of {name}, shown once: put it alone in the client's token file (mode 0600)")
+    click.echo(secret)
+    click.echo("# on the central: add to its config.toml, then reload (systemctl reload f2b-bgp, or SIGHUP)")
+    click.echo(config_lines(name, digest(secret)), nl=False)
 
 
 @cli.command(name="exabgp-bridge")

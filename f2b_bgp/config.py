@@ -16,6 +16,8 @@ from netaddr import AddrFormatError, IPAddress, IPNetwork
 from . import defaults
 from .errors import ConfigError
 from .guards import GuardPolicy, ProtectedPrefix
+from .names import name_problem
+from .tokens import OPERATIONS, WIDE_OPERATIONS, Token
 
 DEFAULT_PATH = Path(defaults.CONFIG_PATH)
 # also `f2b-bgp exabgp-bridge --socket`'s default, written there again to keep config out of the bridge's start-up
@@ -91,6 +93,43 @@ class ExabgpConfig:
 
 
 @dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class HttpsConfig:
+    listen: tuple[Listen, ...]  # empty: the HTTPS API is off
+    certificate: Path | None
+    key: Path | None
+    client_ca: Path | None  # set: clients must present a certificate it signed (mutual TLS)
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    https: HttpsConfig
+    metrics_listen: tuple[Listen, ...]  # plain HTTP, /metrics only
+    tokens: tuple[Token, ...]  # read again at every request: a reload revokes at once
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """One central injector this daemon forwards its claims to (backend "remote")."""
+
+    name: str
+    url: str
+    token_file: Path
+    ca_file: Path | None
+    client_certificate: Path | None
+    client_key: Path | None
+    timeout: float
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     daemon: DaemonConfig
@@ -98,6 +137,8 @@ class Config:
     bgp: BgpConfig
     kernel: KernelConfig
     exabgp: ExabgpConfig
+    api: ApiConfig = ApiConfig(HttpsConfig((), None, None, None), (), ())
+    remotes: tuple[RemoteConfig, ...] = ()
 
 
 def config_path(explicit: str | None = None) -> Path:
@@ -125,6 +166,8 @@ def parse_config(raw: dict[str, Any], path: Path = DEFAULT_PATH) -> Config:
         bgp=bgp,
         kernel=_kernel(backends.section("kernel")),
         exabgp=_exabgp(backends.section("exabgp")),
+        api=_api(r.section("api")),
+        remotes=_remotes(backends),
     )
     r.finish()
     _cross_check(r, config)
@@ -136,10 +179,13 @@ def parse_config(raw: dict[str, Any], path: Path = DEFAULT_PATH) -> Config:
 def _cross_check(r: _Reader, config: Config) -> None:
     """Keys that are each valid but cannot work together. A key with a problem of its own
     holds its default here, so it is left out: no follow-up errors."""
-    if not (config.kernel.enabled or config.exabgp.enabled) and not r.failed("backends.kernel.enabled",
-                                                                            "backends.exabgp.enabled"):
-        r.problem("backends", "no backend enabled (backends.kernel.enabled, backends.exabgp.enabled): "
-                  "nothing would be blackholed")
+    if not (config.kernel.enabled or config.exabgp.enabled or config.remotes) and not r.failed(
+            "backends.kernel.enabled", "backends.exabgp.enabled", "backends.remote"):
+        r.problem("backends", "no backend enabled (backends.kernel.enabled, backends.exabgp.enabled, "
+                  "backends.remote): nothing would be blackholed")
+    https = config.api.https
+    if https.listen and (https.certificate is None or https.key is None) and not r.failed("api.https"):
+        r.problem("api.https", "listen is set: certificate and key are required (the API speaks TLS only)")
     bgp = r.table.get("bgp", {})
     if config.exabgp.enabled and isinstance(bgp, dict) and "next_hop_ipv6" not in bgp:
         r.problem("bgp.next_hop_ipv6", "required with backends.exabgp: ExaBGP has no 'self' next-hop for "
@@ -162,6 +208,14 @@ def config_warnings(config: Config) -> list[str]:
     if config.exabgp.enabled and not (program.is_file() and os.access(program, os.X_OK)):
         found.append(f"backends.exabgp.bridge_program: {program} is not an executable file on this host: "
                      "ExaBGP cannot start the bridge here (fine if exabgp.conf is for another host)")
+    files = [("api.https.certificate", config.api.https.certificate), ("api.https.key", config.api.https.key),
+             ("api.https.client_ca", config.api.https.client_ca)] if config.api.https.listen else []
+    for index, remote in enumerate(config.remotes):
+        files += [(f"backends.remote[{index}].{key}", getattr(remote, key))
+                  for key in ("token_file", "ca_file", "client_certificate", "client_key")]
+    for key, path in files:
+        if path is not None and not os.access(path, os.R_OK):
+            found.append(f"{key}: {path} is not readable here: the daemon will not start with it")
     for index, peer in enumerate(config.bgp.peers):
         if peer.local_address is None:
             found.append(f"bgp.peers[{index}].local_address: not set: `f2b-bgp peering` renders no snippet "
@@ -445,3 +499,121 @@ def _exabgp(r: _Reader) -> ExabgpConfig:
         ack_timeout=r.number("ack_timeout", float, 10.0, 0.1, 600),
         max_in_flight=r.number("max_in_flight", int, 2000, 1, 100000),
     )
+
+
+def _listen(value: Any) -> Listen:
+    """"127.0.0.1:8443" or "[::1]:8443"; an address, never a name (no DNS at start)."""
+    if not isinstance(value, str):
+        raise TypeError(f"must be a string, not {type(value).__name__}")
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)")
+    return Listen(str(_address(host)), int(port))
+
+
+def _listens(r: _Reader, name: str, default: tuple[Listen, ...]) -> tuple[Listen, ...]:
+    if name not in r.table:
+        r.used.add(name)
+        return default
+    return tuple(x for key, item in r.items(name) if (x := _item(r, key, item, _listen)))
+
+
+def _file(value: Any) -> Path:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError("must be an absolute path")
+    return Path(value)
+
+
+def token_name(value: Any) -> str:
+    if not isinstance(value, str) or name_problem(value) or "/" in value or len(value) > 32:
+        raise ValueError("must be 1 to 32 of A-Z a-z 0-9 . _ - @ : + (its claims are recorded as NAME/JAIL)")
+    return value
+
+
+def _sha256(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError("must be 64 lower-case hex digits (from 'f2b-bgp token new NAME')")
+    return value
+
+
+def _operation(value: Any) -> str:
+    if value not in OPERATIONS:
+        raise ValueError(f"{value!r} is not one of {', '.join(OPERATIONS)}")
+    return str(value)
+
+
+def _token(r: _Reader, key: str, item: Any) -> Token | None:
+    t = _Reader(item, key, r.problems)
+    if not isinstance(item, dict):
+        return None
+    defaults = Token("", "")
+    ops = tuple(op for k, i in t.items("operations") if (op := _item(t, k, i, _operation))) \
+        if "operations" in t.table else defaults.operations
+    token = Token(
+        name=t.parsed("name", token_name, ""),
+        sha256=t.parsed("sha256", _sha256, ""),
+        operations=ops,
+        own_claims_only=t.get("own_claims_only", bool, True),
+        max_claims=t.number("max_claims", int, defaults.max_claims, 0, 10**7),
+        max_rate=t.number("max_rate", int, defaults.max_rate, 0, 10**7),
+        forbidden=tuple(str(n.cidr) for k, i in t.items("forbidden") if (n := _item(t, k, i, _network))),
+    )
+    t.finish()
+    for field in ("name", "sha256"):
+        if field not in t.table:
+            t.problem(t.key(field), "is required")
+    wide = sorted(WIDE_OPERATIONS & set(token.operations))
+    if token.own_claims_only and wide:
+        t.problem(t.key("operations"), f"{', '.join(wide)} act on every owner's bans: not with own_claims_only")
+    return token if token.name and token.sha256 else None
+
+
+def _api(r: _Reader) -> ApiConfig:
+    h = r.section("https")
+    https = HttpsConfig(
+        listen=_listens(h, "listen", ()),
+        certificate=h.parsed("certificate", _file, None),
+        key=h.parsed("key", _file, None),
+        client_ca=h.parsed("client_ca", _file, None),
+    )
+    metrics = r.section("metrics")
+    tokens = tuple(t for key, item in r.items("tokens") if (t := _token(r, key, item)))
+    seen: set[str] = set()
+    for index, token in enumerate(tokens):
+        if token.name in seen or token.sha256 in {t.sha256 for t in tokens[:index]}:
+            r.problem(f"api.tokens[{index}]", f"name {token.name!r} or its sha256 used twice")
+        seen.add(token.name)
+    return ApiConfig(https, _listens(metrics, "listen", (Listen("127.0.0.1", 9180),)), tokens)
+
+
+def _remotes(backends: _Reader) -> tuple[RemoteConfig, ...]:
+    found = []
+    for key, item in backends.items("remote"):
+        b = _Reader(item, key, backends.problems)
+        if not isinstance(item, dict):
+            continue
+        remote = RemoteConfig(
+            name=b.parsed("name", token_name, ""),
+            url=b.parsed("url", _https_url, ""),
+            token_file=b.parsed("token_file", _file, Path("")),
+            ca_file=b.parsed("ca_file", _file, None),
+            client_certificate=b.parsed("client_certificate", _file, None),
+            client_key=b.parsed("client_key", _file, None),
+            timeout=b.number("timeout", float, 5.0, 0.1, 300),
+        )
+        b.finish()
+        for field in ("name", "url", "token_file"):
+            if field not in b.table:
+                b.problem(b.key(field), "is required")
+        if remote.name in ("kernel", "exabgp") or remote.name in {f.name for f in found}:
+            b.problem(b.key("name"), f"{remote.name!r} is another backend's name")
+        if remote.name and remote.url:
+            found.append(remote)
+    return tuple(found)
+
+
+def _https_url(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"https://[A-Za-z0-9.:\[\]-]+(:\d+)?/?", value):
+        raise ValueError("must be https://HOST[:PORT] (no path)")
+    return value.rstrip("/")

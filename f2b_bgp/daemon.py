@@ -17,7 +17,9 @@ from .config import Config, load_config
 from .errors import ConfigError, StoreError
 from .guards import empty_protection
 from .hostfacts import read_host_facts
+from .https_api import HttpsApi
 from .logfmt import kv
+from .metrics import MetricsServer, renderer
 from .model import Claim
 from .service import Service
 from .spool import Spool, default_path, prepare
@@ -53,10 +55,14 @@ async def reload(service: Service) -> None:
     except ConfigError as err:
         log.error("reload refused, keeping the running config: %s", err.message)
         return
-    if (fresh.kernel, fresh.exabgp, fresh.daemon.socket) != (service.config.kernel, service.config.exabgp,
-                                                            service.config.daemon.socket):
-        log.warning("reload: backend or socket settings changed; they take effect at the next restart")
-    service.config = dataclasses.replace(fresh, kernel=service.config.kernel, exabgp=service.config.exabgp)
+    old = service.config
+    if (fresh.kernel, fresh.exabgp, fresh.remotes, fresh.daemon.socket, fresh.api.https, fresh.api.metrics_listen) \
+            != (old.kernel, old.exabgp, old.remotes, old.daemon.socket, old.api.https, old.api.metrics_listen):
+        log.warning("reload: backend, socket or listener settings changed; they take effect at the next restart")
+    # api.tokens are taken now: a token removed from the config is refused from the next request on
+    service.config = dataclasses.replace(
+        fresh, kernel=old.kernel, exabgp=old.exabgp, remotes=old.remotes,
+        api=dataclasses.replace(fresh.api, https=old.api.https, metrics_listen=old.api.metrics_listen))
     try:
         for backend in service.backends:
             if isinstance(backend, ExabgpBackend) and backend.reconfigure(exabgp_attributes(fresh.bgp)):
@@ -90,9 +96,13 @@ def make_backends(config: Config) -> list[Backend]:
         access = BridgeAccess(config.exabgp.bridge_user)
         output_cap = (config.guards.max_routes + 1000) * max(1, len(config.bgp.peers))
         backends.append(ExabgpBackend(config.exabgp, exabgp_attributes(config.bgp), access, output_cap))
+    if config.remotes:
+        from .backends.remote import RemoteBackend
+
+        backends += [RemoteBackend(remote, config.daemon.retry_interval) for remote in config.remotes]
     if not backends:
-        raise ConfigError(["backends: no backend enabled (backends.kernel.enabled or backends.exabgp.enabled)"],
-                          str(config.path))
+        raise ConfigError(["backends: no backend enabled (backends.kernel.enabled, backends.exabgp.enabled "
+                           "or backends.remote)"], str(config.path))
     return backends
 
 
@@ -105,6 +115,9 @@ async def serve(config: Config, unaccounted: Unaccounted = Unaccounted.REFUSE) -
     store = Store(config.daemon.database)
     service = Service(config, store, backends, host, read_host=read_host_facts)
     api = ApiServer(service, config.daemon.socket, config.daemon.socket_mode, config.daemon.socket_group)
+    render = renderer(service)
+    https = HttpsApi(service, render) if config.api.https.listen else None
+    metrics = MetricsServer(render, config.api.metrics_listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -129,6 +142,13 @@ async def serve(config: Config, unaccounted: Unaccounted = Unaccounted.REFUSE) -
             await api.start()
         except KeyError as err:
             raise ConfigError([f"daemon.socket_group: no such group {err}"], str(config.path)) from err
+        if https is not None:
+            try:
+                await https.start()
+            except OSError as err:
+                raise ConfigError([f"api.https.listen: cannot listen: {err.strerror or err}"],
+                                  str(config.path)) from err
+        await metrics.start()
         workers = [asyncio.create_task(service.run_expiry()), asyncio.create_task(service.run_maintenance()),
                    asyncio.create_task(queue.run())]
         log.info("ready socket=%s backends=%s routes=%d", config.daemon.socket,
@@ -139,6 +159,9 @@ async def serve(config: Config, unaccounted: Unaccounted = Unaccounted.REFUSE) -
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
     finally:
+        await metrics.stop()
+        if https is not None:
+            await https.stop()
         await api.stop()
         for backend in backends:
             await backend.stop()

@@ -28,6 +28,7 @@ from .model import (BanResult, BanView, Claim, Drift, EventList, FlushResult, Li
                     WithdrawResult)
 from .routebook import RouteBook
 from .spool import Spool
+from .stats import Stats
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,11 @@ class Service:
         self.book = RouteBook(b.name for b in self.backends)
         self.book.mark_pending(store.wanted())  # until the start-up reconcile has seen them in place
         self.queue: Spool | None = None  # the fail2ban queue, once the daemon has opened it
+        self.stats = Stats()
         for backend in self.backends:
             backend.on_reset = self._replayer(backend)
             backend.on_lost = self._loser(backend)
+            backend.claims_of = self._claims_of
 
     # requests
 
@@ -90,6 +93,7 @@ class Service:
         expires = self._expiry(req, now)
         if expires is not None and expires <= now:
             log.info(kv("ban", prefix=prefix, jail=req.jail, expires=expires, result="expired"))
+            self.stats.count("ban", "expired")
             return BanResult(prefix, RouteState.EXPIRED, expires, self.store.route_expiry(prefix), False)
         async with self._locked([prefix]):
             is_new = not self.store.is_wanted(prefix)
@@ -103,6 +107,7 @@ class Service:
             await self._apply([prefix])
         state = self.book.state(prefix)
         log.info(kv("ban", prefix=prefix, jail=req.jail, expires=expires or 0, new=fresh, result=state.value))
+        self.stats.count("ban", "new" if fresh else "extend")
         return BanResult(prefix, state, expires, self.store.route_expiry(prefix), fresh)
 
     async def unban(self, text: str, jail: str) -> UnbanResult:
@@ -114,6 +119,8 @@ class Service:
             if removed and not remaining:
                 await self._apply([prefix])
         log.info(kv("unban", prefix=prefix, jail=jail, removed=removed, remaining=len(remaining)))
+        if removed:
+            self.stats.count("unban", "last" if not remaining else "shared")
         return UnbanResult(prefix, removed, remaining, removed and not remaining)
 
     async def withdraw(self, text: str) -> WithdrawResult:
@@ -122,6 +129,7 @@ class Service:
             jails = self.store.remove_prefix(prefix)
             await self._apply([prefix])
         log.info(kv("withdraw", prefix=prefix, removed=",".join(jails) or "-"))
+        self.stats.count("withdraw", "", len(jails))
         return WithdrawResult(prefix, tuple(jails))
 
     async def flush(self, jail: str | None) -> FlushResult:
@@ -219,6 +227,7 @@ class Service:
             self.store.remove_claims(expired, "expire")
             for claim in expired:
                 log.info(kv("expire", prefix=claim.prefix, jail=claim.jail))
+            self.stats.count("expire", "", len(expired))
             await self._apply(sorted({c.prefix for c in expired if not self.store.is_wanted(c.prefix)}))
 
     async def run_maintenance(self) -> None:
@@ -253,6 +262,7 @@ class Service:
         verdict = check_text(text, self.config.guards, self.host)
         if isinstance(verdict, Refused):
             log.warning(kv("refuse", input=text[:64], guard=verdict.guard, reason=verdict.reason))
+            self.stats.count("refuse", verdict.guard)
             self._note("refuse", canonical_text(text), str(verdict))
             raise RefusedError(str(verdict), hint=_hint(verdict))
         return to_prefix(verdict.prefix)
@@ -277,6 +287,7 @@ class Service:
         refused = check_capacity(self.store.count_wanted(), len(self.recent), self.config.guards)
         if refused is not None:
             log.error(kv("limit", guard=refused.guard, reason=refused.reason))
+            self.stats.count("refuse", refused.guard)
             raise LimitError(str(refused), hint=f"raise guards.{refused.guard.replace('-', '_')} if this is expected")
 
     def _trim_rate(self, now: float) -> None:
@@ -314,10 +325,13 @@ class Service:
 
     async def _push(self, backend: Backend, add: list[Prefix], remove: list[Prefix]) -> None:
         if add:
+            started = time.monotonic()
             try:
                 failures = await backend.announce(add)
             except BackendUnavailable as err:
                 failures = dict.fromkeys(add, str(err))
+            if len(failures) < len(add):
+                self.stats.acknowledged(backend.name, time.monotonic() - started)
             self.book.acknowledged(backend.name, (p for p in add if p not in failures))
             for prefix, error in failures.items():
                 self.book.mark_pending([prefix], backend.name, error)
@@ -370,6 +384,9 @@ class Service:
                 log.error(kv("unaccounted", backend=backend, routes=len(stale),
                              action="kept: the store is new; restart with 'serve --adopt' or 'serve --discard'"))
         return [p for p in stale if p not in self.unaccounted[backend]]
+
+    def _claims_of(self, prefix: Prefix) -> list[Claim]:
+        return self.store.claims(prefix=prefix)
 
     def _replayer(self, backend: Backend) -> Callable[[], Awaitable[None]]:
         async def replay() -> None:

@@ -177,6 +177,17 @@ class Store:
             self._count(claim.prefix, +1)
         return old is None
 
+    def has_claim(self, prefix: Prefix, jail: str) -> bool:
+        return bool(self.db.execute("SELECT 1 FROM claims WHERE prefix = ? AND jail = ?",
+                                    (str(prefix), jail)).fetchall())
+
+    def count_owned(self, owner: str) -> int:
+        """Claims whose jail is OWNER/... (an API client's), counted by a range on the jail text."""
+        return self._one("SELECT COUNT(*) FROM claims WHERE jail >= ? AND jail < ?", owner + "/", owner + "0")
+
+    def count_by_jail(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT jail, COUNT(*) FROM claims GROUP BY jail").fetchall())
+
     def route_expiry(self, prefix: Prefix) -> float | None:
         """When the route goes: the latest expiry of its owners (None if it has none)."""
         return self._one("SELECT MAX(expires) FROM claims WHERE prefix = ?", str(prefix))

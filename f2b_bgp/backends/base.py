@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 
-from ..model import BackendStatus, Prefix
+from ..model import BackendStatus, Claim, Prefix
 
 # prefix -> one-line error, for the prefixes a backend did NOT apply
 Failures = dict[Prefix, str]
@@ -33,6 +33,10 @@ class Backend(ABC):
         # Set by the service: called when the backend may have lost its routes (ExaBGP's
         # bridge went away), so what was active shows as pending until the replay.
         self.on_lost: Callable[[str], None] | None = None
+        # Set by the service: the claims (owner, reason, start, expiry) on a prefix now, for a
+        # backend that forwards claims rather than routes (remote). Read it while announce runs:
+        # the service holds the prefix's lock, so they are the claims being announced.
+        self.claims_of: Callable[[Prefix], list[Claim]] | None = None
 
     async def start(self) -> None:
         """Acquire resources; called once before anything else."""
