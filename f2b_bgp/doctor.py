@@ -297,7 +297,8 @@ def check_fail2ban(options: Options, facts: Facts) -> list[Check]:
     ours = {j: next(a for a in names if a in ACTIONS) for j, names in actions.items() if j not in others}
     if ours:
         checks.append(Check("jails", Level.OK, f"on bgp-blackhole: {', '.join(sorted(ours))}"))
-    checks += [_action_socket(client, jail, action) for jail, action in sorted(ours.items())]
+    queue = ((facts.status or {}).get("queue") or {}).get("path")
+    checks += [_action_handoff(client, jail, action, queue) for jail, action in sorted(ours.items())]
     return checks
 
 
@@ -324,19 +325,32 @@ class Fail2ban:
         return [line.strip() for line in self.run("get", jail, "actions").splitlines()[1:] if line.strip()]
 
 
-def _action_socket(client: Fail2ban, jail: str, action: str) -> Check:
-    """Can the jail's action reach the daemon at the socket it was given?"""
+def _action_handoff(client: Fail2ban, jail: str, action: str, daemon_queue: str | None) -> Check:
+    """Does the jail's action reach the daemon: the .conf action through the queue the daemon reads,
+    the .py action through the daemon's socket (and the same queue while the daemon is away)?"""
+    if action.endswith(".py"):
+        try:
+            socket = client.run("get", jail, "action", action, "socket").strip() or API_SOCKET
+        except ToolError:
+            socket = os.environ.get("F2B_BGP_SOCKET", API_SOCKET)  # the .py action's default
+        try:
+            with Client(socket, timeout=TIMEOUT) as daemon:
+                daemon.call("ping")
+        except F2bBgpError as err:
+            return Check("f2b-sock", Level.FAIL, f"jail {jail}: {err.message}",
+                         f"start the daemon, or set the action's socket to daemon.socket ({action}.local)")
+        return Check("f2b-sock", Level.OK, f"jail {jail} reaches the daemon at {socket}")
     try:
-        socket = client.run("get", jail, "action", action, "socket").strip() or API_SOCKET
-    except ToolError:
-        socket = os.environ.get("F2B_BGP_SOCKET", API_SOCKET)  # the .py action's default
-    try:
-        with Client(socket, timeout=TIMEOUT) as daemon:
-            daemon.call("ping")
-    except F2bBgpError as err:
-        return Check("f2b-sock", Level.FAIL, f"jail {jail}: {err.message}",
-                     f"start the daemon, or set the action's socket to daemon.socket ({action}.local)")
-    return Check("f2b-sock", Level.OK, f"jail {jail} reaches the daemon at {socket}")
+        queue = client.run("get", jail, "action", action, "queue").strip()
+    except ToolError as err:
+        return Check("f2b-queue", Level.WARN, f"jail {jail}: cannot read its action's queue option: {err}")
+    if daemon_queue is not None and queue != daemon_queue:
+        return Check("f2b-queue", Level.FAIL, f"jail {jail} queues to {queue}, the daemon reads {daemon_queue}",
+                     f"set queue = {daemon_queue} in action.d/{action}.local, then fail2ban-client reload --restart {jail}")
+    if not os.access(Path(queue).parent, os.W_OK):
+        return Check("f2b-queue", Level.FAIL, f"jail {jail}: the queue's directory {Path(queue).parent} is not writable",
+                     "create the daemon's state directory (make install does), or fix its owner")
+    return Check("f2b-queue", Level.OK, f"jail {jail} queues to {queue}")
 
 
 # --- queue and guards --------------------------------------------------------------------------------------------

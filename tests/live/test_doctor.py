@@ -8,7 +8,7 @@ namespaces, and a real fail2ban-server whose jails use the shipped bgp-blackhole
 | 030 | BGP session shut down on the injector | fail bgp | 10 |
 | 040 | a jail on another action | fail jails | 10 |
 | 050 | the store's directory read-only | fail store | 10 |
-| 060 | daemon stopped | fail daemon, fail f2b-sock | 10 |
+| 060 | daemon stopped | fail daemon (the jails' queue stays ok: bans wait in it) | 10 |
 
 The ExaBGP backend instead (kernel backend off, ExaBGP from the shipped exabgp/ files, FRR firewall):
 
@@ -38,7 +38,7 @@ from f2b_bgp.peering.regenerate import reference_config
 from tests.lab.asserts import assert_established
 from tests.lab.exabgp import Exabgp, with_bridge_program
 from tests.lab.f2bbgp import FW1, F2bBgp
-from tests.lab.fail2ban import F2B_BGP, Fail2banServer, fail2ban_missing
+from tests.lab.fail2ban import Fail2banServer, fail2ban_missing
 from tests.lab.frr import Frr
 from tests.lab.netns import HOSTS, Topology
 from tests.lab.peers import FrrPeer
@@ -159,7 +159,7 @@ def lab() -> Iterator[Lab]:
         daemon = F2bBgp(topo.ns("injector"), CONFIG)
         (daemon.workdir / "store").mkdir()
         with daemon:
-            local = f"[Init]\nsocket = {daemon.socket}\nf2bbgp = {F2B_BGP}\n"
+            local = f"[Init]\nqueue = {daemon.workdir}/store/fail2ban.queue\n"
             with Fail2banServer(JAIL_LOCAL, {"bgp-blackhole.local": local},
                                 log_files=("auth.log", "routeros.log")) as f2b:
                 yield Lab(topo, injector, FrrPeer(firewall), daemon, f2b)
@@ -175,7 +175,7 @@ def exabgp_lab() -> Iterator[Lab]:
             conf = with_bridge_program(REPO / "exabgp/exabgp.conf", workdir, str(reference_config().exabgp.bridge_program))
             env = {"exabgp_daemon_user": "root", "exabgp_log_destination": "stdout",
                    "F2B_BGP_BRIDGE_SOCKET": str(daemon.workdir / "exabgp.sock")}
-            local = f"[Init]\nsocket = {daemon.socket}\nf2bbgp = {F2B_BGP}\n"
+            local = f"[Init]\nqueue = {daemon.workdir}/fail2ban.queue\n"
             with Exabgp(topo.ns("injector"), conf, listen=HOSTS["injector"]["4"], workdir=workdir, env=env,
                         env_file=REPO / "exabgp/exabgp.env") as exabgp, \
                     Fail2banServer(JAIL_LOCAL, {"bgp-blackhole.local": local},
@@ -190,7 +190,7 @@ def test_010_healthy_lab_is_ok_everywhere(lab: Lab) -> None:
     assert lab.daemon.cli("ban", HOSTS["attacker"]["4"], "--jail", "sshd").returncode == ExitCode.OK
     checks = healthy(lab)
     assert levels(checks) == {name: {"ok"} for name in ("config", "daemon", "store", "frr-redist", "bgp", "frr-routes",
-                                                          "jails", "f2b-sock", "guards")}
+                                                          "jails", "f2b-queue", "queue", "guards")}
     assert checks["frr-routes"][0]["detail"] == "1 active route(s) in zebra and BGP"
     assert checks["jails"][0]["detail"] == "on bgp-blackhole: routeros, sshd"
 
@@ -246,7 +246,7 @@ def test_060_daemon_stopped(lab: Lab) -> None:
     try:
         checks = failing(lab, "daemon")
         assert checks["daemon"][0]["detail"].startswith(f"daemon not reachable at {lab.daemon.socket}")
-        assert {c["level"] for c in checks["f2b-sock"]} == {"fail"}
+        assert {c["level"] for c in checks["f2b-queue"]} == {"ok"}  # bans wait in the queue meanwhile
         assert "frr-routes" not in checks  # needs the daemon's list of routes
     finally:
         lab.daemon.processes.clear()
@@ -257,7 +257,7 @@ def test_060_daemon_stopped(lab: Lab) -> None:
 def test_110_exabgp_healthy_lab_is_ok_everywhere(exabgp_lab: Lab) -> None:
     checks = healthy(exabgp_lab)
     assert levels(checks) == {name: {"ok"} for name in ("config", "daemon", "store", "exabgp", "bgp", "jails",
-                                                          "f2b-sock", "guards")}
+                                                          "f2b-queue", "queue", "guards")}
     assert checks["bgp"][0]["detail"] == f"1 BGP session(s) up: {HOSTS['firewall']['4']}"
 
 
