@@ -1,21 +1,62 @@
-"""Blackhole routes in the kernel through pyroute2, marked with our route protocol number."""
+"""Blackhole routes in the kernel, marked with our route protocol number, written in batches.
+
+Like the ExaBGP backend: callers queue prefixes, one sender writes up to
+BATCH route messages per netlink send (rtnl_socket) and settles each prefix by
+its own ack, and everything queued while a send is in flight goes into the
+next one. The queue is bounded (MAX_QUEUED prefixes): callers wait for room,
+nothing is dropped. pyroute2 reads what is installed.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
+import os
 import socket
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from netaddr import IPNetwork
 from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from ..config import KernelConfig
 from .base import Backend, BackendUnavailable, Failures
+from .rtnl_route import ROUTE_TYPES, Ack, RouteEncoder, RouteSpec, Verb
+from .rtnl_socket import RouteSocket
 
 log = logging.getLogger(__name__)
+
+BATCH = 512  # route messages per send; their acks fit the socket's receive buffer
+MAX_QUEUED = 8 * BATCH
+VERB_NAMES = {Verb.ADD: "replace", Verb.DELETE: "del"}
+
+
+def wire(prefix: IPNetwork) -> tuple[int, bytes, int]:
+    """(address family, destination bytes, prefix length): the one place that knows the prefix type."""
+    if prefix.version == 4:
+        return socket.AF_INET, prefix.value.to_bytes(4, "big"), prefix.prefixlen
+    return socket.AF_INET6, prefix.value.to_bytes(16, "big"), prefix.prefixlen
+
+
+class _Call:
+    """One announce or withdraw: its prefixes are settled one by one, in any order."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.failures: Failures = {}
+        self.done: asyncio.Future[Failures] = asyncio.get_running_loop().create_future()
+
+    def settle(self, prefix: IPNetwork, error: str | None) -> None:
+        if error is not None:
+            self.failures[prefix] = error
+        self.left -= 1
+        if self.left == 0 and not self.done.done():
+            self.done.set_result(self.failures)
+
+
+_Op = tuple[_Call, Verb, IPNetwork]
 
 
 class KernelBackend(Backend):
@@ -24,48 +65,45 @@ class KernelBackend(Backend):
     def __init__(self, config: KernelConfig) -> None:
         super().__init__()
         self.config = config
+        self.encoder = RouteEncoder(RouteSpec(config.table, config.protocol, config.metric,
+                                              ROUTE_TYPES[config.route_type.value]))
         self.ipr: AsyncIPRoute | None = None
+        self.routes: RouteSocket | None = None
+        self.queue: deque[_Op] = deque()
+        self.work = asyncio.Event()
+        self.room = asyncio.Event()
+        self.sender: asyncio.Task[None] | None = None
         self.last_error = ""
 
     async def start(self) -> None:
         self.ipr = AsyncIPRoute()
         await self.ipr.setup_endpoint()
+        self.routes = RouteSocket()
+        self.sender = asyncio.create_task(self._send_loop())
 
     async def stop(self) -> None:
+        if self.sender is not None:
+            self.sender.cancel()
+            await asyncio.gather(self.sender, return_exceptions=True)
+            self.sender = None
+        self._fail_queued("kernel backend stopped")
+        self.room.set()
+        if self.routes is not None:
+            self.routes.close()
+            self.routes = None
         if self.ipr is not None:
             self.ipr.close()
             self.ipr = None
 
     @property
     def ready(self) -> bool:
-        return self.ipr is not None
-
-    def _route(self, prefix: IPNetwork) -> dict[str, Any]:
-        spec: dict[str, Any] = {"dst": str(prefix), "proto": self.config.protocol, "table": self.config.table}
-        if self.config.metric:
-            spec["priority"] = self.config.metric
-        return spec
+        return self.routes is not None
 
     async def announce(self, prefixes: Sequence[IPNetwork]) -> Failures:
-        return await self._each("replace", prefixes, type=self.config.route_type.value)
+        return await self._submit(Verb.ADD, prefixes)
 
     async def withdraw(self, prefixes: Sequence[IPNetwork]) -> Failures:
-        return await self._each("del", prefixes)
-
-    async def _each(self, command: str, prefixes: Sequence[IPNetwork], **extra: Any) -> Failures:
-        if self.ipr is None:
-            raise BackendUnavailable("kernel backend not started")
-        failures: Failures = {}
-        for prefix in prefixes:
-            try:
-                await self.ipr.route(command, **self._route(prefix), **extra)
-            except NetlinkError as err:
-                if command == "del" and err.code == errno.ESRCH:
-                    continue  # already absent
-                failures[prefix] = f"netlink {command}: {err}"
-                self.last_error = failures[prefix]
-                log.warning("kernel %s prefix=%s error=%r", command, prefix, str(err))
-        return failures
+        return await self._submit(Verb.DELETE, prefixes)
 
     async def installed(self) -> set[IPNetwork] | None:
         if self.ipr is None:
@@ -83,5 +121,69 @@ class KernelBackend(Backend):
             "table": self.config.table,
             "protocol": self.config.protocol,
             "route_type": self.config.route_type.value,
+            "queued": len(self.queue),
+            "sent": dict(self.routes.counts) if self.routes else {},
             "last_error": self.last_error,
         }
+
+    # the queue and its sender ------------------------------------------------------------------------
+
+    async def _submit(self, verb: Verb, prefixes: Sequence[IPNetwork]) -> Failures:
+        if self.routes is None:
+            raise BackendUnavailable("kernel backend not started")
+        if not prefixes:
+            return {}
+        call = _Call(len(prefixes))
+        for start in range(0, len(prefixes), BATCH):
+            while len(self.queue) >= MAX_QUEUED:  # backpressure: wait until the sender took a batch
+                self.room.clear()
+                await self.room.wait()
+            if self.routes is None:  # stopped while we waited
+                for prefix in prefixes[start:]:
+                    call.settle(prefix, "kernel backend stopped")
+                break
+            self.queue.extend((call, verb, prefix) for prefix in prefixes[start:start + BATCH])
+            self.work.set()
+        return await call.done
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self.work.wait()
+            self.work.clear()
+            while self.queue:
+                batch = [self.queue.popleft() for _ in range(min(BATCH, len(self.queue)))]
+                self.room.set()
+                try:
+                    await self._send_batch(batch)
+                except asyncio.CancelledError:
+                    for call, _, prefix in batch:
+                        call.settle(prefix, "kernel backend stopped")
+                    raise
+                except Exception as err:  # never leave a caller waiting, never stop sending
+                    log.exception("kernel send failed")
+                    self.last_error = f"netlink: {err}"
+                    for call, _, prefix in batch:
+                        call.settle(prefix, f"netlink: {err}")
+
+    async def _send_batch(self, batch: list[_Op]) -> None:
+        assert self.routes is not None
+        requests = []
+        for _, verb, prefix in batch:
+            seq = self.routes.next_seq()
+            requests.append((seq, self.encoder.encode(verb, seq, *wire(prefix))))
+        acks = await self.routes.exchange(requests)
+        for (call, verb, prefix), (seq, _) in zip(batch, requests):
+            call.settle(prefix, self._error(verb, prefix, acks[seq]))
+
+    def _error(self, verb: Verb, prefix: IPNetwork, ack: Ack) -> str | None:
+        if ack.errno == 0 or (verb is Verb.DELETE and ack.errno == errno.ESRCH):  # ESRCH: already absent
+            return None
+        reason = f"{os.strerror(ack.errno)}: {ack.message}" if ack.message else os.strerror(ack.errno)
+        error = self.last_error = f"netlink {VERB_NAMES[verb]}: {reason}"
+        log.warning("kernel %s prefix=%s error=%r", VERB_NAMES[verb], prefix, reason)
+        return error
+
+    def _fail_queued(self, error: str) -> None:
+        while self.queue:
+            call, _, prefix = self.queue.popleft()
+            call.settle(prefix, error)
