@@ -24,11 +24,10 @@ NETLINK_CAP_ACK, NETLINK_EXT_ACK = 10, 11
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # <asm-generic/socket.h>; not in Python's socket module
 BUFFER = 8 << 20  # bytes; a send's acks (~1 KiB each, counted by the kernel) must fit in the receive buffer
 RECV_SIZE = 1 << 16
-RESENDS = 3
 
 
 class RouteSocket:
-    def __init__(self, ack_timeout: float = 10.0) -> None:
+    def __init__(self, ack_timeout: float = 10.0, socket_buffer: int = BUFFER) -> None:
         self.ack_timeout = ack_timeout
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
                                   NETLINK_ROUTE)
@@ -37,9 +36,9 @@ class RouteSocket:
             self.sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)  # with the kernel's reason for an error
             for force, plain in ((SO_SNDBUFFORCE, socket.SO_SNDBUF), (SO_RCVBUFFORCE, socket.SO_RCVBUF)):
                 try:
-                    self.sock.setsockopt(socket.SOL_SOCKET, force, BUFFER)
+                    self.sock.setsockopt(socket.SOL_SOCKET, force, socket_buffer)
                 except PermissionError:  # without CAP_NET_ADMIN: as much as net.core.*mem_max allows
-                    self.sock.setsockopt(socket.SOL_SOCKET, plain, BUFFER)
+                    self.sock.setsockopt(socket.SOL_SOCKET, plain, socket_buffer)
             self.sock.bind((0, 0))
         except BaseException:
             self.sock.close()
@@ -57,20 +56,21 @@ class RouteSocket:
     async def exchange(self, requests: Sequence[tuple[int, bytes]]) -> dict[int, Ack]:
         """Send (seq, message) pairs in one send; return seq -> ack for each.
 
-        A request whose ack never came (RESENDS rounds lost to ENOBUFS, or the
-        kernel silent for ack_timeout) gets an Ack with errno ETIMEDOUT.
+        Requests whose acks were lost (ENOBUFS) go again while each round gets
+        some answered; one whose ack never came gets errno ETIMEDOUT.
         """
         acks: dict[int, Ack] = {}
         unanswered = list(requests)
-        for _ in range(RESENDS):
+        while unanswered:
             self.sock.send(b"".join(message for _, message in unanswered))
             self.counts["sends"] += 1
             self.counts["messages"] += len(unanswered)
-            wanted = {seq for seq, _ in unanswered}
-            if not await self._collect(wanted, acks):
+            lost = await self._collect({seq for seq, _ in unanswered}, acks)
+            still = [(seq, message) for seq, message in unanswered if seq not in acks]
+            if not lost or len(still) == len(unanswered):
                 break
-            unanswered = [(seq, message) for seq, message in unanswered if seq not in acks]
-            self.counts["resends"] += len(unanswered)
+            self.counts["resends"] += len(still)
+            unanswered = still
         for seq, _ in requests:
             acks.setdefault(seq, Ack(seq, errno.ETIMEDOUT, "no netlink ack"))
         return acks
