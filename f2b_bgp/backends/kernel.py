@@ -1,10 +1,12 @@
 """Blackhole routes in the kernel, marked with our route protocol number, written in batches.
 
-Like the ExaBGP backend: callers queue prefixes, one sender writes up to
+Like the ExaBGP backend: callers queue their calls, one sender writes up to
 BATCH route messages per netlink send (rtnl_socket) and settles each prefix by
 its own ack, and everything queued while a send is in flight goes into the
-next one. The queue is bounded (MAX_QUEUED prefixes): callers wait for room,
-nothing is dropped. pyroute2 reads what is installed.
+next one. The queue holds the callers' own prefix lists, so it needs no bound
+of its own; a batch takes what is left of each queued call in turn, so a ban
+waits at most one batch behind a replay of a million. pyroute2 reads what is
+installed.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from .rtnl_socket import RouteSocket
 log = logging.getLogger(__name__)
 
 BATCH = 512  # route messages per send; their acks fit the socket's receive buffer
-MAX_QUEUED = 8 * BATCH
 VERB_NAMES = {Verb.ADD: "replace", Verb.DELETE: "del"}
 
 
@@ -41,10 +42,12 @@ def wire(prefix: IPNetwork) -> tuple[int, bytes, int]:
 
 
 class _Call:
-    """One announce or withdraw: its prefixes are settled one by one, in any order."""
+    """One announce or withdraw: sent in slices, its prefixes settled one by one in any order."""
 
-    def __init__(self, count: int) -> None:
-        self.left = count
+    def __init__(self, verb: Verb, prefixes: Sequence[IPNetwork]) -> None:
+        self.verb, self.prefixes = verb, prefixes
+        self.sent = 0  # prefixes[:sent] are in a batch
+        self.left = len(prefixes)
         self.failures: Failures = {}
         self.done: asyncio.Future[Failures] = asyncio.get_running_loop().create_future()
 
@@ -54,9 +57,6 @@ class _Call:
         self.left -= 1
         if self.left == 0 and not self.done.done():
             self.done.set_result(self.failures)
-
-
-_Op = tuple[_Call, Verb, IPNetwork]
 
 
 class KernelBackend(Backend):
@@ -69,9 +69,8 @@ class KernelBackend(Backend):
                                               ROUTE_TYPES[config.route_type.value]))
         self.ipr: AsyncIPRoute | None = None
         self.routes: RouteSocket | None = None
-        self.queue: deque[_Op] = deque()
+        self.queue: deque[_Call] = deque()
         self.work = asyncio.Event()
-        self.room = asyncio.Event()
         self.sender: asyncio.Task[None] | None = None
         self.last_error = ""
 
@@ -87,7 +86,6 @@ class KernelBackend(Backend):
             await asyncio.gather(self.sender, return_exceptions=True)
             self.sender = None
         self._fail_queued("kernel backend stopped")
-        self.room.set()
         if self.routes is not None:
             self.routes.close()
             self.routes = None
@@ -121,7 +119,7 @@ class KernelBackend(Backend):
             "table": self.config.table,
             "protocol": self.config.protocol,
             "route_type": self.config.route_type.value,
-            "queued": len(self.queue),
+            "queued": sum(len(call.prefixes) - call.sent for call in self.queue),
             "sent": dict(self.routes.counts) if self.routes else {},
             "last_error": self.last_error,
         }
@@ -133,17 +131,9 @@ class KernelBackend(Backend):
             raise BackendUnavailable("kernel backend not started")
         if not prefixes:
             return {}
-        call = _Call(len(prefixes))
-        for start in range(0, len(prefixes), BATCH):
-            while len(self.queue) >= MAX_QUEUED:  # backpressure: wait until the sender took a batch
-                self.room.clear()
-                await self.room.wait()
-            if self.routes is None:  # stopped while we waited
-                for prefix in prefixes[start:]:
-                    call.settle(prefix, "kernel backend stopped")
-                break
-            self.queue.extend((call, verb, prefix) for prefix in prefixes[start:start + BATCH])
-            self.work.set()
+        call = _Call(verb, prefixes)
+        self.queue.append(call)
+        self.work.set()
         return await call.done
 
     async def _send_loop(self) -> None:
@@ -151,29 +141,45 @@ class KernelBackend(Backend):
             await self.work.wait()
             self.work.clear()
             while self.queue:
-                batch = [self.queue.popleft() for _ in range(min(BATCH, len(self.queue)))]
-                self.room.set()
+                batch = self._next_batch()
                 try:
                     await self._send_batch(batch)
                 except asyncio.CancelledError:
-                    for call, _, prefix in batch:
+                    for call, prefix in batch:
                         call.settle(prefix, "kernel backend stopped")
                     raise
                 except Exception as err:  # never leave a caller waiting, never stop sending
                     log.exception("kernel send failed")
                     self.last_error = f"netlink: {err}"
-                    for call, _, prefix in batch:
-                        call.settle(prefix, f"netlink: {err}")
+                    for call, prefix in batch:
+                        call.settle(prefix, self.last_error)
+                # acks come back within the send, so nothing above waits: yield, so that settled callers
+                # go on and new calls queue, before the next batch
+                await asyncio.sleep(0)
 
-    async def _send_batch(self, batch: list[_Op]) -> None:
+    def _next_batch(self) -> list[tuple[_Call, IPNetwork]]:
+        """Up to BATCH prefixes, taking what is left of each queued call in turn; a call not done goes last."""
+        batch: list[tuple[_Call, IPNetwork]] = []
+        for _ in range(len(self.queue)):
+            if len(batch) >= BATCH:
+                break
+            call = self.queue.popleft()
+            end = min(len(call.prefixes), call.sent + BATCH - len(batch))
+            batch.extend((call, prefix) for prefix in call.prefixes[call.sent:end])
+            call.sent = end
+            if end < len(call.prefixes):
+                self.queue.append(call)
+        return batch
+
+    async def _send_batch(self, batch: list[tuple[_Call, IPNetwork]]) -> None:
         assert self.routes is not None
         requests = []
-        for _, verb, prefix in batch:
+        for call, prefix in batch:
             seq = self.routes.next_seq()
-            requests.append((seq, self.encoder.encode(verb, seq, *wire(prefix))))
+            requests.append((seq, self.encoder.encode(call.verb, seq, *wire(prefix))))
         acks = await self.routes.exchange(requests)
-        for (call, verb, prefix), (seq, _) in zip(batch, requests):
-            call.settle(prefix, self._error(verb, prefix, acks[seq]))
+        for (call, prefix), (seq, _) in zip(batch, requests):
+            call.settle(prefix, self._error(call.verb, prefix, acks[seq]))
 
     def _error(self, verb: Verb, prefix: IPNetwork, ack: Ack) -> str | None:
         if ack.errno == 0 or (verb is Verb.DELETE and ack.errno == errno.ESRCH):  # ESRCH: already absent
@@ -185,5 +191,6 @@ class KernelBackend(Backend):
 
     def _fail_queued(self, error: str) -> None:
         while self.queue:
-            call, _, prefix = self.queue.popleft()
-            call.settle(prefix, error)
+            call = self.queue.popleft()
+            for prefix in call.prefixes[call.sent:]:
+                call.settle(prefix, error)

@@ -292,3 +292,22 @@ def test_130_acks_lost_to_a_small_receive_buffer_are_asked_again(topology: Topol
     assert counts["resends"] > 0, f"the small buffer lost no ack: {counts}"
     assert (held, add_codes) == (512, [0])
     assert left == 0 and set(del_codes) <= {0, errno.ESRCH}  # a repeated delete finds the route gone
+
+
+def test_140_a_ban_waits_at_most_a_batch_behind_a_big_replay(topology: Topology) -> None:
+    config = CONFIGS["main"]
+    replay, ban = V6[:1900], V4[0]
+
+    async def work(backend: KernelBackend) -> tuple[bool, bool, dict, dict]:
+        big = asyncio.create_task(backend.announce(replay))
+        small = asyncio.create_task(backend.announce([ban]))
+        await asyncio.wait({big, small}, return_when=asyncio.FIRST_COMPLETED)
+        order = (small.done(), big.done())
+        results = (await big, await small)
+        await backend.withdraw(replay + [ban])
+        return (*order, *results)
+
+    small_first, big_first, big_failed, small_failed = with_backend(topology, config, work)
+    assert (small_first, big_first) == (True, False), "the one-prefix call waited for the whole replay"
+    assert big_failed == {} and small_failed == {}
+    assert kernel_view(topology, config) == {}
