@@ -219,11 +219,13 @@ class Daemon:
 
 
 def top(stats: pstats.Stats, title: str, lines: int = 14) -> None:
-    out = io.StringIO()
-    stats.stream = out  # type: ignore[attr-defined]
-    stats.sort_stats("tottime").print_stats(lines)
-    body = out.getvalue()
-    print(f"\n--- profile: {title} (by own time) ---\n{body[body.find('ncalls'):].rstrip()}")
+    """The functions with the most own time, then f2b-bgp's own by cumulative time."""
+    for order, restriction in (("tottime", ()), ("cumulative", ("f2b_bgp",))):
+        out = io.StringIO()
+        stats.stream = out  # type: ignore[attr-defined]
+        stats.sort_stats(order).print_stats(*restriction, lines)
+        body = out.getvalue()
+        print(f"\n--- profile: {title}, by {order} {' '.join(restriction)} ---\n{body[body.find('ncalls'):].rstrip()}")
 
 
 def spread(values: list[float]) -> str:
