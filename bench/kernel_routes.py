@@ -29,6 +29,7 @@ import os
 import pstats
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -281,4 +282,5 @@ def main() -> None:
 if __name__ == "__main__":
     if os.geteuid() != 0:
         raise SystemExit("run as root: routes are written in a throw-away namespace")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the with-blocks' cleanup
     main()
