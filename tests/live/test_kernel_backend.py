@@ -193,6 +193,15 @@ def kernel_view(topology: Topology, config: KernelConfig) -> dict[str, tuple[str
     return routes
 
 
+def numbered(routes: RouteSocket, messages: list[tuple[RouteEncoder, Verb, int, bytes, int]]) -> list[tuple[int, bytes]]:
+    """(seq, message) for each (encoder, verb, family, destination, length), as the backend sends them."""
+    requests = []
+    for encoder, verb, family, dst, length in messages:
+        seq = routes.next_seq()
+        requests.append((seq, encoder.encode(verb, seq, family, dst, length)))
+    return requests
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_100_batches_add_and_delete_as_the_kernel_sees_them(topology: Topology, name: str) -> None:
     config = CONFIGS[name]
@@ -245,18 +254,14 @@ def test_120_one_send_mixes_adds_deletes_and_refusals_each_acked_by_sequence(top
     async def work() -> tuple[dict[int, tuple[int, str]], dict[str, tuple[str, int]]]:
         routes = RouteSocket()
         try:
-            messages = [(Verb.ADD, encoder, socket.AF_INET, v4, 32), (Verb.ADD, encoder, socket.AF_INET, v6, 128),
-                        (Verb.DELETE, encoder, socket.AF_INET, socket.inet_pton(socket.AF_INET, "192.0.2.99"), 32),
-                        (Verb.ADD, bad_type, socket.AF_INET6, v6, 128), (Verb.ADD, encoder, socket.AF_INET6, v6, 128)]
-            requests = []
-            for verb, enc, family, dst, length in messages:
-                seq = routes.next_seq()
-                requests.append((seq, enc.encode(verb, seq, family, dst, length)))
+            requests = numbered(routes, [
+                (encoder, Verb.ADD, socket.AF_INET, v4, 32), (encoder, Verb.ADD, socket.AF_INET, v6, 128),
+                (encoder, Verb.DELETE, socket.AF_INET, socket.inet_pton(socket.AF_INET, "192.0.2.99"), 32),
+                (bad_type, Verb.ADD, socket.AF_INET6, v6, 128), (encoder, Verb.ADD, socket.AF_INET6, v6, 128)])
             acks = await routes.exchange(requests)
             view = kernel_view(topology, CONFIGS["main"])
-            cleanup = [(s, encoder.encode(Verb.DELETE, s, f, d, n)) for s, (f, d, n) in
-                       ((routes.next_seq(), (socket.AF_INET, v4, 32)), (routes.next_seq(), (socket.AF_INET6, v6, 128)))]
-            await routes.exchange(cleanup)
+            await routes.exchange(numbered(routes, [(encoder, Verb.DELETE, socket.AF_INET, v4, 32),
+                                                    (encoder, Verb.DELETE, socket.AF_INET6, v6, 128)]))
             return {i: (acks[seq].errno, acks[seq].message) for i, (seq, _) in enumerate(requests)}, view
         finally:
             routes.close()
@@ -277,10 +282,8 @@ def test_130_acks_lost_to_a_small_receive_buffer_are_asked_again(topology: Topol
         try:
             results = []
             for verb in (Verb.ADD, Verb.DELETE):
-                requests = []
-                for prefix in V6[:512]:
-                    seq = routes.next_seq()
-                    requests.append((seq, encoder.encode(verb, seq, socket.AF_INET6, prefix.value.to_bytes(16, "big"), 128)))
+                requests = numbered(routes, [(encoder, verb, socket.AF_INET6, p.value.to_bytes(16, "big"), 128)
+                                             for p in V6[:512]])
                 acks = await routes.exchange(requests)
                 results.append(len(kernel_view(topology, CONFIGS["main"])))
                 results.append(sorted({acks[seq].errno for seq, _ in requests}))
