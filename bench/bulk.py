@@ -27,7 +27,6 @@ import os
 import re
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -88,7 +87,8 @@ def until(firewall: Frr, injector: Frr, count: int, start: float, what: str) -> 
     """Seconds from start until the firewall holds count prefixes (bounded by WAIT)."""
     while (held := received(firewall)) != count:
         if time.perf_counter() - start > WAIT:
-            kernel = [line for line in injector.vtysh("show ipv6 route summary").splitlines() if line.startswith("kernel")]
+            zebra = injector.vtysh("show ipv6 route summary").splitlines()
+            kernel = [line for line in zebra if line.startswith("kernel")]
             sent = injector.vtysh_json("show bgp ipv6 unicast summary json")
             raise SystemExit(f"{what}: the firewall holds {held} prefixes after {WAIT:g} s, expected {count}; "
                              f"the injector's zebra: {kernel}, its bgpd: {sent.get('ribCount')} RIB entries, "
@@ -127,10 +127,12 @@ def main() -> None:
         for rep in range(REPS):
             start = time.perf_counter()
             ip_batch(topo, "add", nets)
-            seconds.setdefault("ip -batch + FRR: add", []).append(until(firewall, injector, N, start, "ip -batch add"))
+            seconds.setdefault("ip -batch + FRR: add", []).append(
+                until(firewall, injector, N, start, "ip -batch add"))
             start = time.perf_counter()
             ip_batch(topo, "del", nets)
-            seconds.setdefault("ip -batch + FRR: delete", []).append(until(firewall, injector, 0, start, "ip -batch del"))
+            seconds.setdefault("ip -batch + FRR: delete", []).append(
+                until(firewall, injector, 0, start, "ip -batch del"))
             start = time.perf_counter()
             pipelined(daemon.socket, bans)
             api = time.perf_counter() - start

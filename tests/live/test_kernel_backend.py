@@ -193,7 +193,10 @@ def kernel_view(topology: Topology, config: KernelConfig) -> dict[str, tuple[str
     return routes
 
 
-def numbered(routes: RouteSocket, messages: list[tuple[RouteEncoder, Verb, int, bytes, int]]) -> list[tuple[int, bytes]]:
+Message = tuple[RouteEncoder, Verb, int, bytes, int]
+
+
+def numbered(routes: RouteSocket, messages: list[Message]) -> list[tuple[int, bytes]]:
     """(seq, message) for each (encoder, verb, family, destination, length), as the backend sends them."""
     requests = []
     for encoder, verb, family, dst, length in messages:
@@ -208,7 +211,8 @@ def test_100_batches_add_and_delete_as_the_kernel_sees_them(topology: Topology, 
     everything = V4 + V6
 
     async def work(backend: KernelBackend) -> list[object]:
-        seen: list[object] = [await backend.announce(everything), await backend.installed(), kernel_view(topology, config)]
+        seen: list[object] = [await backend.announce(everything), await backend.installed(),
+                              kernel_view(topology, config)]
         seen += [await backend.withdraw(everything[::2]), await backend.installed(), kernel_view(topology, config)]
         seen += [await backend.withdraw(everything[1::2]), kernel_view(topology, config), backend.status()["sent"]]
         return seen
@@ -218,7 +222,8 @@ def test_100_batches_add_and_delete_as_the_kernel_sees_them(topology: Topology, 
     assert added == {} and removed == {} and removed_rest == {}
     assert dumped == set(everything) and set(view) == {str(p) for p in everything}  # pyroute2's dump and ip agree
     assert {kind for kind, _ in view.values()} == {config.route_type.value}
-    assert {metric for _, metric in view.values()} == ({config.metric} if config.metric else {0, 1024})  # 1024: IPv6's default
+    default = {0, 1024}  # IPv4's and IPv6's
+    assert {metric for _, metric in view.values()} == ({config.metric} if config.metric else default)
     assert dumped_half == set(everything[1::2]) and set(view_half) == {str(p) for p in everything[1::2]}
     assert view_end == {}
     assert 2 * len(everything) / 512 <= sent["sends"] < len(everything) / 100  # many messages per send

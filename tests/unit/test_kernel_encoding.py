@@ -15,7 +15,8 @@ from f2b_bgp.backends.rtnl_route import (NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE,
 DESTINATIONS = [(socket.AF_INET, "203.0.113.7", 32), (socket.AF_INET, "198.51.100.0", 24),
                 (socket.AF_INET6, "2001:db8:203::66", 128), (socket.AF_INET6, "2001:db8::", 32)]
 SPECS = [RouteSpec(254, 201, 0, ROUTE_TYPES["blackhole"]), RouteSpec(100, 5, 4242, ROUTE_TYPES["unreachable"]),
-         RouteSpec(1000, 255, 0, ROUTE_TYPES["prohibit"]), RouteSpec(2**32 - 1, 201, 2**32 - 1, ROUTE_TYPES["blackhole"])]
+         RouteSpec(1000, 255, 0, ROUTE_TYPES["prohibit"]),
+         RouteSpec(2**32 - 1, 201, 2**32 - 1, ROUTE_TYPES["blackhole"])]
 
 
 def decoded(data: bytes) -> rtmsg:
