@@ -171,6 +171,12 @@ class KernelBackend(Backend):
                 self.queue.append(call)
         return batch
 
+    def _fail_queued(self, error: str) -> None:
+        while self.queue:
+            call = self.queue.popleft()
+            for prefix in call.prefixes[call.sent:]:
+                call.settle(prefix, error)
+
     async def _send_batch(self, batch: list[tuple[_Call, IPNetwork]]) -> None:
         assert self.routes is not None
         requests = []
@@ -178,19 +184,19 @@ class KernelBackend(Backend):
             seq = self.routes.next_seq()
             requests.append((seq, self.encoder.encode(call.verb, seq, *wire(prefix))))
         acks = await self.routes.exchange(requests)
+        failed: list[tuple[IPNetwork, str]] = []
         for (call, prefix), (seq, _) in zip(batch, requests):
-            call.settle(prefix, self._error(call.verb, prefix, acks[seq]))
+            error = _error(call.verb, acks[seq])
+            if error is not None:
+                failed.append((prefix, error))
+            call.settle(prefix, error)
+        if failed:  # one line per send: the service logs what each caller got
+            self.last_error = failed[-1][1]
+            log.warning("kernel batch=%d failed=%d first=%s error=%r", len(batch), len(failed), *failed[0])
 
-    def _error(self, verb: Verb, prefix: IPNetwork, ack: Ack) -> str | None:
-        if ack.errno == 0 or (verb is Verb.DELETE and ack.errno == errno.ESRCH):  # ESRCH: already absent
-            return None
-        reason = f"{os.strerror(ack.errno)}: {ack.message}" if ack.message else os.strerror(ack.errno)
-        error = self.last_error = f"netlink {VERB_NAMES[verb]}: {reason}"
-        log.warning("kernel %s prefix=%s error=%r", VERB_NAMES[verb], prefix, reason)
-        return error
 
-    def _fail_queued(self, error: str) -> None:
-        while self.queue:
-            call = self.queue.popleft()
-            for prefix in call.prefixes[call.sent:]:
-                call.settle(prefix, error)
+def _error(verb: Verb, ack: Ack) -> str | None:
+    if ack.errno == 0 or (verb is Verb.DELETE and ack.errno == errno.ESRCH):  # ESRCH: already absent
+        return None
+    reason = f"{os.strerror(ack.errno)}: {ack.message}" if ack.message else os.strerror(ack.errno)
+    return f"netlink {VERB_NAMES[verb]}: {reason}"
