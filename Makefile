@@ -1,10 +1,12 @@
 # f2b-bgp: set-up, tests, demo and benchmarks on a Debian machine, as root.
 PYTHON ?= python3
+PREFIX ?= /usr/local
+VENV ?= /opt/f2b-bgp
 APT_PACKAGES := frr bird2 openbgpd gobgpd fail2ban iproute2 nftables systemd
 export PIP_BREAK_SYSTEM_PACKAGES := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: deps test unit demo bench examples clean
+.PHONY: deps test unit demo bench examples clean install uninstall
 
 ## deps: Debian packages (without starting their services) and the Python package with its test extra
 deps:
@@ -42,3 +44,14 @@ bench-full: deps
 ## examples: regenerate the shipped firewall snippets from the reference config
 examples:
 	$(PYTHON) -m f2b_bgp.peering.regenerate
+
+## install: as root, idempotent: the daemon in a virtualenv (VENV=/opt/f2b-bgp), f2b-bgp in
+## $(PREFIX)/bin (PREFIX=/usr/local), its user, directories, units, config, fail2ban and ExaBGP files;
+## DESTDIR=dir stages the files only. VENV_OPTS=--system-site-packages reuses installed packages.
+install:
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" VENV="$(VENV)" PYTHON="$(PYTHON)" VENV_OPTS="$(VENV_OPTS)" \
+	    sh docs/install/install.sh install
+
+## uninstall: remove what install added; keep the config, the state and the user
+uninstall:
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" VENV="$(VENV)" sh docs/install/install.sh uninstall

@@ -43,6 +43,7 @@ enabled = false
 [backends.exabgp]
 enabled = true
 bridge_socket = "{dir}/exabgp.sock"
+bridge_user = "root"  # the lab runs ExaBGP as root
 batch_size = {batch}
 """
 
@@ -80,7 +81,7 @@ def run(ns: str, batch: int) -> tuple[float, float, int]:
         ping = timed(lambda: pipelined(str(sock), [{"op": "ping"}] * N), N)
         ban = timed(lambda: pipelined(str(sock), [{"op": "ban", "prefix": f"2001:db8:203::{i:x}", "jail": "bench"}
                                                   for i in range(N)]), N)
-        sent = status(sock)["sent"]
+        sent = status(sock)["counters"]
         assert sent["announced"] == N, f"ExaBGP acknowledged {sent['announced']} of {N}"
         return ban, ping, sent["lines"]
     finally:

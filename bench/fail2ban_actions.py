@@ -1,22 +1,23 @@
 """Cost per ban of each shipped fail2ban action inside a real fail2ban-server, as a ratio to a no-op action.
 
 One fail2ban-server (its own temp conf dir, socket, database; the stock jail.conf and our
-fail2ban/ files as in tests/live/test_fail2ban.py) with three jails:
+fail2ban/ files as in tests/live/test_fail2ban.py) and a real f2b-bgp daemon with the
+kernel backend in a throw-away namespace. Jails:
 
-* noop: a .conf action whose actionban/actionunban are `true` (a fork per ban and
-  fail2ban's own overhead: the baseline)
-* conf: banaction = bgp-blackhole     (one f2b-bgp client process per ban)
-* py:   banaction = bgp-blackhole.py  (in-process, one persistent socket)
+* noop:   a .conf action whose actionban/actionunban are `true` (a fork per ban and
+          fail2ban's own overhead: the baseline, 1.00)
+* nooppy: a Python action whose ban() does nothing (fail2ban's own cost of a Python action)
+* conf:   banaction = bgp-blackhole     (one queue line per ban, shell built-ins)
+* py:     banaction = bgp-blackhole.py  (in-process, one pipelined socket)
 
-and a real f2b-bgp daemon with the kernel backend in a throw-away namespace. Each jail
-gets N distinct addresses (half IPv4 from 198.18.0.0/15, half IPv6 from 2001:db8::/32) in
-one `fail2ban-client set JAIL banip ...` call, which runs the actions synchronously, so its
-wall time is the cost. After each run every address must be a route (noop: none).
+Each gets N distinct addresses (half IPv4 from 198.18.0.0/15, half IPv6 from 2001:db8::/32)
+in one `fail2ban-client set JAIL banip ...` call, which runs the actions synchronously, so
+its wall time is the cost. Then a storm of STORM bans through each of conf and py: the
+rate fail2ban hands them over (the banip call) and the rate until every route is in the
+kernel (the daemon's work included). Every address must end up a route (noop: none).
 
-Run as root:  python3 bench/fail2ban_actions.py [N]     (N: 1..5000; default the
-environment's F2B_BENCH_BANS, else 200, about 30 s; the conf run takes N x ~0.13 s, so
-N = 1000, the figures in docs/fail2ban.md, takes about 2.5 min:
-`F2B_BENCH_BANS=1000 make bench`)
+Run as root:  python3 bench/fail2ban_actions.py [N] [STORM]   (N: 1..5000, default the
+environment's F2B_BENCH_BANS, else 200; STORM: default 2000; about 1 min)
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.lab.fail2ban import F2B_BGP, FAIL2BAN_SERVER, Fail2banServer, Namespace, fail2ban_missing  # noqa: E402
+from tests.lab.fail2ban import FAIL2BAN_SERVER, Fail2banServer, Namespace, fail2ban_missing  # noqa: E402
 from tests.lab.f2bbgp import F2bBgp  # noqa: E402
+from tests.lab.wait import wait_until  # noqa: E402
 
 N = int(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("F2B_BENCH_BANS", "200"))
-if not 1 <= N <= 5000:
-    raise SystemExit("N must be 1..5000")
+STORM = int(sys.argv[2] if len(sys.argv) > 2 else "2000")
+if not 1 <= N <= 5000 or not 1 <= STORM <= 5000:
+    raise SystemExit("N and STORM must be 1..5000")
 CONFIG = f"""
 [daemon]
 socket = "{{workdir}}/api.sock"
@@ -44,12 +47,31 @@ database = "{{workdir}}/state.db"
 [guards]
 protected = ["198.51.100.0/24"]
 allow_special = ["198.18.0.0/15", "2001:db8::/32"]
-max_routes = {3 * N + 10}
-max_rate = {3 * N + 10}
+max_routes = {3 * N + 2 * STORM + 10}
+max_rate = {3 * N + 2 * STORM + 10}
 """
 NOOP_ACTION = """[Definition]
 actionban = true
 actionunban = true
+"""
+NOOP_PY_ACTION = """from fail2ban.server.action import ActionBase
+
+
+class NoopAction(ActionBase):
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def ban(self, aInfo):
+        pass
+
+    def unban(self, aInfo):
+        pass
+
+
+Action = NoopAction
 """
 JAILS = """
 [DEFAULT]
@@ -74,8 +96,23 @@ action = bgp-blackhole
 enabled = true
 logpath = {dir}/py.log
 action = bgp-blackhole.py
+[nooppy]
+enabled = true
+logpath = {dir}/nooppy.log
+action = bench-noop.py
+[stormconf]
+enabled = true
+logpath = {dir}/stormconf.log
+action = bgp-blackhole
+[stormpy]
+enabled = true
+logpath = {dir}/stormpy.log
+action = bgp-blackhole.py
 """
-ORDER = ("noop", "conf", "py")
+ORDER = ("noop", "nooppy", "conf", "py")
+STORMS = ("stormconf", "stormpy")
+ROUTED = ("conf", "py", "stormconf", "stormpy")
+DEADLINE = 300  # seconds for the daemon to route a run
 
 
 def addresses(index: int, count: int) -> list[str]:
@@ -86,35 +123,46 @@ def addresses(index: int, count: int) -> list[str]:
             + [f"2001:db8:{index + 1:x}::{i + 1:x}" for i in range(half)])
 
 
+def run(server: Fail2banServer, ns: Namespace, jail: str, ips: list[str]) -> tuple[float, float]:
+    """Seconds for fail2ban's banip call, and until every address is a route (0 for no-op jails)."""
+    start = time.perf_counter()
+    server.client("set", jail, "banip", *ips, timeout=3600)
+    handed = time.perf_counter() - start
+    wanted = {str(ipaddress.ip_network(ip)) for ip in ips} if jail in ROUTED else set()
+    routed = wait_until(lambda: wanted <= set(ns.routes()) and time.perf_counter(), DEADLINE, f"{jail}: every route")
+    banned = set(server.banned(jail))
+    if len(banned) != len(ips):
+        raise SystemExit(f"{jail}: fail2ban banned {len(banned)}/{len(ips)}\n{server.log_tail(20)}")
+    return handed, (routed - start) if wanted else 0.0
+
+
 def main() -> None:
     if why := fail2ban_missing():
         raise SystemExit(why)
     with Namespace("f2bbench") as ns, F2bBgp(ns.name, CONFIG) as daemon:
-        server = Fail2banServer(JAILS, {"bgp-blackhole.local": f"[Init]\nsocket = {daemon.socket}\nf2bbgp = {F2B_BGP}\n",
-                                        "bench-noop.conf": NOOP_ACTION},
-                                env={"F2B_BGP_SOCKET": str(daemon.socket)},
-                                log_files=[f"{j}.log" for j in ORDER])
+        queue = daemon.workdir / "fail2ban.queue"
+        server = Fail2banServer(JAILS, {"bgp-blackhole.local": f"[Init]\nqueue = {queue}\n",
+                                        "bench-noop.conf": NOOP_ACTION, "bench-noop.py": NOOP_PY_ACTION},
+                                env={"F2B_BGP_SOCKET": str(daemon.socket), "F2B_BGP_QUEUE": str(queue)},
+                                log_files=[f"{j}.log" for j in ORDER + STORMS])
         with server:
-            cost = {}
-            for index, jail in enumerate(ORDER):
-                ips = addresses(index, N)
-                start = time.perf_counter()
-                server.client("set", jail, "banip", *ips, timeout=3600)
-                cost[jail] = (time.perf_counter() - start) / N
-                banned = set(server.banned(jail))
-                routes = ns.routes()
-                expected = 0 if jail == "noop" else N
-                have = sum(str(ipaddress.ip_network(ip)) in routes for ip in ips)
-                if len(banned) != N or have != expected:
-                    raise SystemExit(f"{jail}: fail2ban banned {len(banned)}/{N}, routes {have}/{expected}\n"
-                                     f"{server.log_tail(20)}")
-        base = cost["noop"]
+            cost = {jail: run(server, ns, jail, addresses(i, N)) for i, jail in enumerate(ORDER)}
+            storm = {jail: run(server, ns, jail, addresses(len(ORDER) + i, STORM)) for i, jail in enumerate(STORMS)}
         version = subprocess.run([FAIL2BAN_SERVER, "-V"], capture_output=True, text=True).stdout.split()
-        print(f"fail2ban {version[-1] if version else '?'}, {N} bans per action via one `set JAIL banip` ({N - N // 2} IPv4 + {N // 2} IPv6)")
-        print(f"{'action':32s} {'ms/ban':>8s} {'bans/s':>8s} {'x no-op':>8s}")
-        labels = {"noop": "no-op .conf (actionban = true)", "conf": "bgp-blackhole.conf (CLI)", "py": "bgp-blackhole.py (socket)"}
-        for jail in ORDER:
-            print(f"{labels[jail]:32s} {cost[jail] * 1000:8.2f} {1 / cost[jail]:8.0f} {cost[jail] / base:8.2f}")
+    base = cost["noop"][0] / N
+    print(f"fail2ban {version[-1] if version else '?'}, {N} bans per action via one `set JAIL banip` "
+          f"({N - N // 2} IPv4 + {N // 2} IPv6); cost = fail2ban's time per ban")
+    print(f"{'action':36s} {'ms/ban':>8s} {'bans/s':>8s} {'x no-op':>8s} {'routed s':>9s}")
+    labels = {"noop": "no-op .conf (actionban = true)", "nooppy": "no-op .py (ban() does nothing)",
+              "conf": "bgp-blackhole.conf (queue line)", "py": "bgp-blackhole.py (pipelined socket)"}
+    for jail in ORDER:
+        each = cost[jail][0] / N
+        routed = f"{cost[jail][1]:9.2f}" if jail in ROUTED else f"{'-':>9s}"
+        print(f"{labels[jail]:36s} {each * 1000:8.3f} {1 / each:8.0f} {each / base:8.2f} {routed}")
+    print(f"storm of {STORM} bans in one call: bans/s handed over by fail2ban, and until every route is in the kernel")
+    for jail in STORMS:
+        handed, routed = storm[jail]
+        print(f"{labels[jail.replace('storm', '')]:36s} handed {STORM / handed:7.0f}/s  routed {STORM / routed:7.0f}/s")
 
 
 if __name__ == "__main__":

@@ -40,12 +40,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from netaddr import IPNetwork
 from pyroute2 import AsyncIPRoute, netns
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from f2b_bgp.backends.kernel import KernelBackend  # noqa: E402  (run from a checkout)
 from f2b_bgp.config import KernelConfig, RouteType  # noqa: E402
+from f2b_bgp.model import Prefix  # noqa: E402
 
 ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
 PROFILE = "--profile" in sys.argv
@@ -68,8 +68,8 @@ max_rate = {n}
 API_TIMEOUT = 300.0  # seconds for one pipelined run or flush
 
 
-def prefixes(count: int) -> list[IPNetwork]:
-    return [IPNetwork(f"2001:db8:203:{i >> 16:x}::{i & 0xFFFF:x}/128") for i in range(count)]
+def prefixes(count: int) -> list[Prefix]:
+    return [Prefix.parse(f"2001:db8:203:{i >> 16:x}::{i & 0xFFFF:x}/128") for i in range(count)]
 
 
 class Lab:
@@ -97,7 +97,7 @@ class Lab:
         if held != count:
             raise SystemExit(f"{what}: the kernel holds {held} blackholes, expected {count}")
 
-    def ip_batch(self, verb: str, nets: list[IPNetwork]) -> float:
+    def ip_batch(self, verb: str, nets: list[Prefix]) -> float:
         kind = "blackhole " if verb == "add" else ""
         script = "".join(f"route {verb} {kind}{p} proto {IP_BATCH_PROTO}\n" for p in nets)
         start = time.perf_counter()
@@ -123,7 +123,7 @@ async def timed(step: Awaitable[object]) -> float:
     return elapsed
 
 
-def backend_rep(lab: Lab, nets: list[IPNetwork]) -> dict[str, float]:
+def backend_rep(lab: Lab, nets: list[Prefix]) -> dict[str, float]:
     async def work() -> dict[str, float]:
         backend = KernelBackend(CONFIG)
         await backend.start()
@@ -144,7 +144,7 @@ def backend_rep(lab: Lab, nets: list[IPNetwork]) -> dict[str, float]:
     return lab.inside(work)
 
 
-def old_backend(lab: Lab, nets: list[IPNetwork]) -> dict[str, float]:
+def old_backend(lab: Lab, nets: list[Prefix]) -> dict[str, float]:
     """The kernel backend before issue 14: one pyroute2 request per route."""
     async def work() -> dict[str, float]:
         ipr = AsyncIPRoute()
@@ -204,8 +204,8 @@ class Daemon:
                 raise SystemExit("the daemon did not create its socket within 30 s")
             time.sleep(0.05)
 
-    def rep(self, lab: Lab, nets: list[IPNetwork]) -> dict[str, float]:
-        bans = [{"op": "ban", "prefix": str(p.ip), "jail": "bench"} for p in nets]
+    def rep(self, lab: Lab, nets: list[Prefix]) -> dict[str, float]:
+        bans = [{"op": "ban", "prefix": p.address, "jail": "bench"} for p in nets]
         seconds = {"API, pipelined bans: add": pipelined(self.socket, bans)}
         lab.expect(len(nets), "after the bans")
         seconds["API, one flush: delete"] = pipelined(self.socket, [{"op": "flush"}])

@@ -13,6 +13,8 @@ import string
 
 from netaddr import AddrFormatError, IPAddress, IPNetwork
 
+from .model import Prefix
+
 MAX_LENGTH = 64
 SHELL_METACHARACTERS = frozenset("$`;|&<>()'\"\\")
 _HOSTNAME_CHARS = frozenset(string.ascii_letters + string.digits + ".-_")
@@ -147,3 +149,20 @@ def _parse_length(length: str, width: int, text: str) -> int:
     if int(length) > width:
         raise InvalidAddress(f"prefix length out of range 0-{width}: {shown(text)}")
     return int(length)
+
+
+def to_prefix(network: IPNetwork) -> Prefix:
+    """The model's canonical prefix of a checked network."""
+    return Prefix(network.version, network.first, network.prefixlen)
+
+
+def to_network(prefix: Prefix) -> IPNetwork:
+    return IPNetwork((prefix.value, prefix.length), prefix.version)
+
+
+def canonical_text(text: str) -> str:
+    """The canonical form of text already refused for another reason than its syntax, for display."""
+    try:
+        return str(to_prefix(normalise(text)))
+    except InvalidAddress:
+        return shown(text)

@@ -4,29 +4,48 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import logging
 import signal
 from pathlib import Path
 
 from .api import ApiServer
 from .backends.base import Backend
+from .backends.exabgp import BridgeAccess, ExabgpBackend
+from .backends.exabgp import attributes as exabgp_attributes
 from .config import Config, load_config
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 from .guards import empty_protection
 from .hostfacts import read_host_facts
+from .https_api import HttpsApi
+from .logfmt import kv
+from .metrics import MetricsServer, renderer
+from .model import Claim
 from .service import Service
+from .spool import Spool, default_path, prepare
+from .spool_runner import SpoolRunner
 from .store import Store
 
 log = logging.getLogger("f2b_bgp")
 
+ATTRIBUTES_KEY = "exabgp.attributes"
 
-def run(path: Path, debug: bool = False) -> None:
+
+class Unaccounted(str, enum.Enum):
+    """What to do with routes of ours that a backend holds and a new (or emptied) store does not know."""
+
+    REFUSE = "refuse"  # the default: do not start, say how to choose
+    ADOPT = "adopt"  # keep them as bans of owner 'adopted' with the default bantime
+    DISCARD = "discard"  # withdraw them
+
+
+def run(path: Path, debug: bool = False, unaccounted: Unaccounted = Unaccounted.REFUSE) -> None:
     config = load_config(path)
     logging.basicConfig(
         level=logging.DEBUG if debug else getattr(logging, config.daemon.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, unaccounted))
 
 
 async def reload(service: Service) -> None:
@@ -36,12 +55,35 @@ async def reload(service: Service) -> None:
     except ConfigError as err:
         log.error("reload refused, keeping the running config: %s", err.message)
         return
-    if (fresh.kernel, fresh.exabgp, fresh.daemon.socket) != (service.config.kernel, service.config.exabgp,
-                                                            service.config.daemon.socket):
-        log.warning("reload: backend or socket settings changed; they take effect at the next restart")
-    service.config = dataclasses.replace(fresh, kernel=service.config.kernel, exabgp=service.config.exabgp)
-    report = await service.reconcile("reload")
-    log.info("reloaded config=%s guard_withdrawn=%d", fresh.path, len(report["guard_withdrawn"]))
+    old = service.config
+    if (fresh.kernel, fresh.exabgp, fresh.remotes, fresh.daemon.socket, fresh.api.https, fresh.api.metrics_listen) \
+            != (old.kernel, old.exabgp, old.remotes, old.daemon.socket, old.api.https, old.api.metrics_listen):
+        log.warning("reload: backend, socket or listener settings changed; they take effect at the next restart")
+    # api.tokens are taken now: a token removed from the config is refused from the next request on
+    service.config = dataclasses.replace(
+        fresh, kernel=old.kernel, exabgp=old.exabgp, remotes=old.remotes,
+        api=dataclasses.replace(fresh.api, https=old.api.https, metrics_listen=old.api.metrics_listen))
+    try:
+        for backend in service.backends:
+            if isinstance(backend, ExabgpBackend) and backend.reconfigure(exabgp_attributes(fresh.bgp)):
+                log.warning(kv("reload", bgp="next-hops or communities changed", action="re-announcing every route"))
+                service.store.set_meta(ATTRIBUTES_KEY, backend.describe())
+        report = await service.reconcile("reload")
+    except StoreError as err:
+        log.error(kv("reload-incomplete", error=err.message, then="the next periodic check retries"))
+        return
+    log.info(kv("reloaded", config=fresh.path, guard_withdrawn=len(report.guard_withdrawn)))
+
+
+async def start_queue(service: Service) -> SpoolRunner:
+    """Apply what fail2ban queued while the daemon was away, before the API can take newer requests."""
+    path = default_path(service.config.daemon.database)
+    prepare(path)
+    service.queue = Spool(path)
+    runner = SpoolRunner(service.queue, service)
+    applied = await runner.drain()
+    log.info("queue path=%s lines=%d", path, applied)
+    return runner
 
 
 def make_backends(config: Config) -> list[Backend]:
@@ -51,16 +93,20 @@ def make_backends(config: Config) -> list[Backend]:
 
         backends.append(KernelBackend(config.kernel))
     if config.exabgp.enabled:
-        from .backends.exabgp import ExabgpBackend
+        access = BridgeAccess(config.exabgp.bridge_user)
+        output_cap = (config.guards.max_routes + 1000) * max(1, len(config.bgp.peers))
+        backends.append(ExabgpBackend(config.exabgp, exabgp_attributes(config.bgp), access, output_cap))
+    if config.remotes:
+        from .backends.remote import RemoteBackend
 
-        backends.append(ExabgpBackend(config))
+        backends += [RemoteBackend(remote, config.daemon.retry_interval) for remote in config.remotes]
     if not backends:
-        raise ConfigError(["backends: no backend enabled (backends.kernel.enabled or backends.exabgp.enabled)"],
-                          str(config.path))
+        raise ConfigError(["backends: no backend enabled (backends.kernel.enabled, backends.exabgp.enabled "
+                           "or backends.remote)"], str(config.path))
     return backends
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, unaccounted: Unaccounted = Unaccounted.REFUSE) -> None:
     host = await read_host_facts()
     if empty_protection(config.guards, host) and not config.guards.allow_empty_protected:
         raise ConfigError(["guards.protected: empty and no host address found; refusing to start "
@@ -69,6 +115,9 @@ async def serve(config: Config) -> None:
     store = Store(config.daemon.database)
     service = Service(config, store, backends, host, read_host=read_host_facts)
     api = ApiServer(service, config.daemon.socket, config.daemon.socket_mode, config.daemon.socket_group)
+    render = renderer(service)
+    https = HttpsApi(service, render) if config.api.https.listen else None
+    metrics = MetricsServer(render, config.api.metrics_listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -84,12 +133,24 @@ async def serve(config: Config) -> None:
     try:
         for backend in backends:
             await backend.start()
+        if store.fresh:
+            await settle_unaccounted(service, unaccounted)
+        remember_attributes(service)
         await service.reconcile("start")
+        queue = await start_queue(service)
         try:
             await api.start()
         except KeyError as err:
             raise ConfigError([f"daemon.socket_group: no such group {err}"], str(config.path)) from err
-        workers = [asyncio.create_task(service.run_expiry()), asyncio.create_task(service.run_maintenance())]
+        if https is not None:
+            try:
+                await https.start()
+            except OSError as err:
+                raise ConfigError([f"api.https.listen: cannot listen: {err.strerror or err}"],
+                                  str(config.path)) from err
+        await metrics.start()
+        workers = [asyncio.create_task(service.run_expiry()), asyncio.create_task(service.run_maintenance()),
+                   asyncio.create_task(queue.run())]
         log.info("ready socket=%s backends=%s routes=%d", config.daemon.socket,
                  ",".join(b.name for b in backends), store.count_wanted())
         await stop.wait()
@@ -98,7 +159,46 @@ async def serve(config: Config) -> None:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
     finally:
+        await metrics.stop()
+        if https is not None:
+            await https.stop()
         await api.stop()
         for backend in backends:
             await backend.stop()
         store.close()
+        if service.queue is not None:
+            service.queue.close()
+
+
+async def settle_unaccounted(service: Service, choice: Unaccounted) -> None:
+    """A new or emptied store knows no ban: routes of ours already in a backend are not its to withdraw."""
+    found = set()
+    for backend in service.backends:
+        found |= await backend.installed() or set()
+    if not found:
+        service.keep_unaccounted = choice is Unaccounted.REFUSE  # a backend that cannot tell yet (ExaBGP)
+        service.store.mark_settled()
+        return
+    if choice is Unaccounted.REFUSE:
+        raise StoreError(
+            f"store {service.store.path} is new or empty but the backends hold {len(found)} routes of ours",
+            hint="start once with 'f2b-bgp serve --adopt' to keep them as bans (default bantime) "
+                 "or 'f2b-bgp serve --discard' to withdraw them")
+    if choice is Unaccounted.ADOPT:
+        now = service.clock()
+        expires = now + service.config.daemon.default_bantime
+        for prefix in sorted(found):
+            service.store.upsert_claim(Claim(prefix, "adopted", "found in a backend at start", now, expires))
+        service.book.mark_pending(found)
+    service.keep_unaccounted = False
+    service.store.mark_settled()
+    log.warning(kv("unaccounted", routes=len(found), action=choice.value))
+
+
+def remember_attributes(service: Service) -> None:
+    """ExaBGP outlives the daemon: if the attributes changed since the last run, announce everything again."""
+    for backend in service.backends:
+        if isinstance(backend, ExabgpBackend):
+            now, before = backend.describe(), service.store.meta(ATTRIBUTES_KEY)
+            backend.stale_attributes = before is not None and before != now
+            service.store.set_meta(ATTRIBUTES_KEY, now)

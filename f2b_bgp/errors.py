@@ -14,17 +14,25 @@ class ExitCode(IntEnum):
     UNAVAILABLE = 5
     PENDING = 6
     LIMIT = 7
+    STORE = 8
+    WARN = 9
+    FAIL = 10
+    INTERRUPTED = 130
 
 
 EXIT_CODE_HELP = {
     ExitCode.OK: "done, or already so",
     ExitCode.ERROR: "unexpected internal error",
-    ExitCode.USAGE: "bad command line",
+    ExitCode.USAGE: "bad command line or malformed request",
     ExitCode.CONFIG: "configuration invalid",
     ExitCode.REFUSED: "a guard refused the prefix, or the input is not a valid address",
     ExitCode.UNAVAILABLE: "daemon not running or not answering",
     ExitCode.PENDING: "ban stored, a backend has not acknowledged it yet (the daemon retries)",
     ExitCode.LIMIT: "max_routes or max_rate reached; nothing in place was touched",
+    ExitCode.STORE: "the state store cannot be written (disk full, read-only); nothing was changed",
+    ExitCode.WARN: "doctor: the worst check warns (works, but look at it)",
+    ExitCode.FAIL: "doctor: a check failed (a link of the chain is broken)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGINT)",
 }
 
 
@@ -71,10 +79,17 @@ class PendingError(F2bBgpError):
     exit_code = ExitCode.PENDING
 
 
+class StoreError(F2bBgpError):
+    """The store cannot be read or written; memory was left as the disk."""
+
+    exit_code = ExitCode.STORE
+
+
 class RequestError(F2bBgpError):
     """A malformed API request (bad field type, unknown op)."""
 
     exit_code = ExitCode.USAGE
 
 
-ERRORS_BY_CODE = {cls.exit_code.name.lower(): cls for cls in (RefusedError, LimitError, UnavailableError, PendingError, RequestError)}
+ERRORS_BY_CODE = {cls.exit_code.name.lower(): cls for cls in (RefusedError, LimitError, UnavailableError, PendingError,
+                                                                RequestError, StoreError)}

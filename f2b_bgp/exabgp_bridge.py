@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import sys
 import threading
@@ -27,11 +26,10 @@ import time
 from typing import BinaryIO
 
 from . import __version__
+from .backends.exabgp_lines import COMMAND
 
 ACKS = (b"done", b"error")
 MAX_LINE = 1 << 20  # ExaBGP kills a helper whose line reaches 1 MiB
-# The only commands the daemon sends (f2b_bgp/backends/exabgp_lines.py); anything else is refused here.
-COMMAND = re.compile(rb"(?:(?:announce|withdraw) attributes [\x20-\x7e]+|show adj-rib out)")
 RETRY_MAX = 5.0
 
 

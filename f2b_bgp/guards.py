@@ -13,8 +13,8 @@ from netaddr import IPNetwork
 
 from f2b_bgp.address import InvalidAddress, normalise
 
-KINDS = ("protected", "peer", "next-hop")
-GUARDS = ("input", "length", *KINDS, "host-address", "connected", "special", "max-routes", "max-rate")
+KINDS = ("protected", "peer", "next-hop", "host-address")
+GUARDS = ("input", "length", *KINDS, "connected", "special", "max-routes", "max-rate")
 _REACHABLE = ("yes", "no", "n/a")
 
 Label = TypeVar("Label")

@@ -1,35 +1,51 @@
-"""Ban, unban, withdraw, expire and reconcile: keeps every backend converged with the store."""
+"""Ban, unban, withdraw, expire and reconcile: keeps every backend converged with the store.
+
+Every operation takes the locks of the prefixes it touches before it changes
+the store, and holds them until the backends answered, so a reconcile never
+counts or touches a prefix with an operation in flight.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
-
-from netaddr import IPNetwork
+from dataclasses import dataclass, replace
 
 from . import __version__
+from .address import canonical_text, shown, to_network, to_prefix
 from .backends.base import Backend, BackendUnavailable
 from .config import Config
-from .errors import LimitError, RefusedError
-from .guards import Accepted, HostFacts, Refused, check_capacity, check_prefix, check_text
-from .store import ACTIVE, PENDING, Claim, Store
+from .errors import LimitError, RefusedError, RequestError, StoreError
+from .guards import Accepted, GuardPolicy, HostFacts, Refused, check_capacity, check_prefix, check_text
+from .logfmt import kv
+from .names import name_problem
+from .model import (BanResult, BanView, Claim, Drift, EventList, FlushResult, Limits, Listing, Owner, Prefix,
+                    QueueStatus, ReconcileReport, RouteCounts, RouteState, ShowResult, Status, UnbanResult, Verdict,
+                    WithdrawResult)
+from .routebook import RouteBook
+from .spool import Spool
+from .stats import Stats
+from .store import Store
 
 log = logging.getLogger(__name__)
 
 PERMANENT = -1
 RATE_WINDOW = 60.0
+STORE_RETRY_MAX = 60.0
+PRUNE_BATCH = 5000  # events deleted per transaction
+LIST_PAGE = 500  # prefixes per `list` answer: a page is read and rendered in well under 50 ms
+GUARDS_CHECKED = "guards.checked"  # meta key: the fingerprint of the guards every stored ban last passed
 
 
 @dataclass(frozen=True)
 class BanRequest:
-    prefix: str
+    prefix: str  # as the client sent it: checked by the guards
     jail: str = "cli"
-    bantime: int | None = None  # seconds; -1 permanent (capped); None: the configured default
+    bantime: int | None = None  # seconds; -1 permanent (capped); None or 0: the configured default
     reason: str = ""
     started: float | None = None  # original ban time of a restored ban
 
@@ -52,117 +68,167 @@ class Service:
         self.clock = clock
         self.started = clock()
         self.recent: deque[float] = deque()
-        self.locks: dict[str, list[Any]] = {}  # prefix -> [lock, users]
+        self.locks: dict[Prefix, _Lock] = {}
         self.wake = asyncio.Event()
-        self.last_reconcile: dict[str, Any] = {}
+        self.last_reconcile: ReconcileReport | None = None
+        # Routes of ours that a backend holds and the store cannot account for are kept, never
+        # withdrawn on a guess, while the store is new (see daemon.check_unaccounted).
+        self.keep_unaccounted = store.fresh
+        self.unaccounted: dict[str, set[Prefix]] = {}
+        self.book = RouteBook(b.name for b in self.backends)
+        self.book.mark_pending(store.wanted())  # until the start-up reconcile has seen them in place
+        self.queue: Spool | None = None  # the fail2ban queue, once the daemon has opened it
+        self.stats = Stats()
         for backend in self.backends:
             backend.on_reset = self._replayer(backend)
             backend.on_lost = self._loser(backend)
+            backend.claims_of = self._claims_of
 
     # requests
 
-    async def ban(self, req: BanRequest) -> dict[str, Any]:
+    async def ban(self, req: BanRequest) -> BanResult:
+        _check_owner(req.jail)
         prefix = self._accept(req.prefix)
         now = self.clock()
-        is_new = not self.store.claims(prefix=prefix)
-        if is_new:
-            self._check_capacity(now)
         expires = self._expiry(req, now)
         if expires is not None and expires <= now:
-            return {"prefix": prefix, "state": "expired", "expires": expires, "new": False}
-        created = min(req.started or now, now)
-        fresh = self.store.upsert_claim(Claim(prefix, req.jail, req.reason, created, expires))
-        if is_new:
-            self.recent.append(now)
-        self.wake.set()
-        await self._converge([prefix])
-        state = self._state(prefix)
-        log.info("ban prefix=%s jail=%s expires=%.0f new=%s result=%s", prefix, req.jail, expires or 0, fresh, state)
-        return {"prefix": prefix, "state": state, "expires": expires, "new": fresh}
+            log.info(kv("ban", prefix=prefix, jail=req.jail, expires=expires, result="expired"))
+            self.stats.count("ban", "expired")
+            return BanResult(prefix, RouteState.EXPIRED, expires, self.store.route_expiry(prefix), False)
+        async with self._locked([prefix]):
+            is_new = not self.store.is_wanted(prefix)
+            if is_new:
+                self._check_capacity(now)
+            fresh = self.store.upsert_claim(Claim(prefix, req.jail, req.reason, min(req.started or now, now), expires))
+            if is_new:
+                self.recent.append(now)
+                self.book.mark_pending([prefix])
+            self.wake.set()
+            await self._apply([prefix])
+        state = self.book.state(prefix)
+        log.info(kv("ban", prefix=prefix, jail=req.jail, expires=expires or 0, new=fresh, result=state.value))
+        self.stats.count("ban", "new" if fresh else "extend")
+        return BanResult(prefix, state, expires, self.store.route_expiry(prefix), fresh)
 
-    async def unban(self, text: str, jail: str) -> dict[str, Any]:
+    async def unban(self, text: str, jail: str) -> UnbanResult:
+        _check_owner(jail)
         prefix = self._parse(text)
-        removed = self.store.remove_claim(prefix, jail)
-        remaining = [c.jail for c in self.store.claims(prefix=prefix)]
-        if removed and not remaining:
-            await self._converge([prefix])
-        log.info("unban prefix=%s jail=%s removed=%s remaining=%d", prefix, jail, removed, len(remaining))
-        return {"prefix": prefix, "removed": removed, "remaining": remaining, "withdrawn": removed and not remaining}
+        async with self._locked([prefix]):
+            removed = self.store.remove_claim(prefix, jail)
+            remaining = tuple(c.jail for c in self.store.claims(prefix=prefix))
+            if removed and not remaining:
+                await self._apply([prefix])
+        log.info(kv("unban", prefix=prefix, jail=jail, removed=removed, remaining=len(remaining)))
+        if removed:
+            self.stats.count("unban", "last" if not remaining else "shared")
+        return UnbanResult(prefix, removed, remaining, removed and not remaining)
 
-    async def withdraw(self, text: str) -> dict[str, Any]:
+    async def withdraw(self, text: str) -> WithdrawResult:
         prefix = self._parse(text)
-        jails = self.store.remove_prefix(prefix)
-        await self._converge([prefix])
-        log.info("withdraw prefix=%s removed=%s", prefix, ",".join(jails) or "-")
-        return {"prefix": prefix, "removed": jails}
+        async with self._locked([prefix]):
+            jails = self.store.remove_prefix(prefix)
+            await self._apply([prefix])
+        log.info(kv("withdraw", prefix=prefix, removed=",".join(jails) or "-"))
+        self.stats.count("withdraw", "", len(jails))
+        return WithdrawResult(prefix, tuple(jails))
 
-    async def flush(self, jail: str | None) -> dict[str, Any]:
-        removed = self.store.remove_jail(jail)
-        prefixes = sorted({c.prefix for c in removed})
-        await self._converge(prefixes)
-        log.info("flush jail=%s claims=%d prefixes=%d", jail or "*", len(removed), len(prefixes))
-        return {"removed": len(removed)}
+    async def flush(self, jail: str | None) -> FlushResult:
+        if jail is not None:
+            _check_owner(jail)
+        seen = {c.prefix for c in self.store.claims(jail=jail)}
+        async with self._locked(seen):
+            # read again under the locks: only what is still there, and only prefixes we hold
+            removed = [c for c in self.store.claims(jail=jail) if c.prefix in seen]
+            self.store.remove_claims(removed, "flush")
+            gone = sorted({c.prefix for c in removed if not self.store.is_wanted(c.prefix)})
+            await self._apply(gone)
+        log.info(kv("flush", jail=jail or "*", claims=len(removed), prefixes=len(gone)))
+        return FlushResult(len(removed), len(gone))
 
-    def listing(self, jail: str | None = None) -> dict[str, Any]:
-        states = self.store.states()
-        grouped: dict[str, list[Claim]] = {}
-        for claim in self.store.claims():
+    def listing(self, jail: str | None = None, after: str = "", limit: int = LIST_PAGE) -> Listing:
+        """One page of the blackholed prefixes, in the order of their text; `next` continues it."""
+        grouped: dict[Prefix, list[Claim]] = {}
+        for claim in self.store.page(after, limit, jail):
             grouped.setdefault(claim.prefix, []).append(claim)
-        bans = [
-            self._describe(prefix, claims, states.get(prefix, {}))
-            for prefix, claims in grouped.items()
-            if jail is None or any(c.jail == jail for c in claims)
-        ]
-        return {"bans": bans}
+        bans = tuple(self._view(prefix, claims, jail) for prefix, claims in grouped.items())
+        return Listing(bans, str(bans[-1].prefix) if len(bans) == limit else None)  # the store's text order
 
-    def show(self, text: str) -> dict[str, Any]:
+    def show(self, text: str) -> ShowResult:
         verdict = check_text(text, self.config.guards, self.host)
         if isinstance(verdict, Refused) and verdict.guard == "input":
             raise RefusedError(str(verdict))
-        prefix = str(verdict.prefix) if isinstance(verdict, Accepted) else _canonical(text)
+        prefix = to_prefix(verdict.prefix) if isinstance(verdict, Accepted) else self._parse(text)
         claims = self.store.claims(prefix=prefix)
-        states = self.store.states_of(prefix)
-        return {
-            "prefix": prefix,
-            "blackholed": bool(claims) and self._state(prefix) == ACTIVE,
-            "bans": [self._describe(prefix, claims, states)] if claims else [],
-            "verdict": _verdict(verdict),
-        }
+        view = self._view(prefix, claims) if claims else None
+        return ShowResult(
+            prefix=prefix,
+            blackholed=view is not None and view.state is RouteState.ACTIVE,
+            bans=(view,) if view else (),
+            verdict=Verdict(True) if isinstance(verdict, Accepted) else Verdict(False, verdict.guard, verdict.reason),
+        )
 
-    def status(self) -> dict[str, Any]:
-        states = self.store.states()
-        wanted = self.store.wanted()
-        pending = sum(1 for p in wanted if self._state(p, states.get(p, {})) != ACTIVE)
-        self._trim_rate(self.clock())
-        return {
-            "version": __version__,
-            "uptime": round(self.clock() - self.started, 1),
-            "routes": {"active": len(wanted) - pending, "pending": pending},
-            "limits": {"max_routes": self.config.guards.max_routes, "max_rate": self.config.guards.max_rate,
-                       "bans_last_minute": len(self.recent)},
-            "backends": {b.name: {**b.status(), "pending": len(_stuck(b, wanted, states))} for b in self.backends},
-            "last_reconcile": self.last_reconcile,
-        }
+    def status(self) -> Status:
+        now = self.clock()
+        self._trim_rate(now)
+        pending = self.book.count_pending()
+        guards = self.config.guards
+        return Status(
+            version=__version__,
+            uptime=round(now - self.started, 1),
+            routes=RouteCounts(self.store.count_wanted() - pending, pending),
+            limits=Limits(guards.max_routes, guards.max_rate, len(self.recent)),
+            store=self.store.health,
+            backends={b.name: replace(b.status(), pending=len(self.book.pending[b.name]),
+                                      unaccounted=len(self.unaccounted.get(b.name, ()))) for b in self.backends},
+            last_reconcile=self.last_reconcile,
+            queue=self.queue_status(),
+        )
+
+    def queue_status(self) -> QueueStatus | None:
+        """The fail2ban queue: lines waiting, the age of the oldest, counts since start, why it is not read."""
+        return self.queue.status() if self.queue is not None else None
+
+    def events(self, since: float | None, prefix: str | None, jail: str | None, limit: int) -> EventList:
+        """The newest `limit` events matching every filter given, oldest first."""
+        text = None if prefix is None else str(self._parse(prefix))
+        return EventList(tuple(self.store.query_events(since=since, prefix=text, jail=jail, limit=limit)))
 
     # background work
 
     async def run_expiry(self) -> None:
+        """Withdraw claims at their expiry; while the store cannot be written, retry with backoff."""
+        backoff = 0.0
         while True:
             self.wake.clear()
-            await _survive("expiry", self._expire_due())
-            nxt = self.store.next_expiry()
-            delay = 60.0 if nxt is None else min(max(nxt - self.clock(), 0.0), 60.0)
             try:
-                await asyncio.wait_for(self.wake.wait(), delay)
+                await self._expire_due()
+                backoff = 0.0
+            except StoreError as err:
+                backoff = min(max(backoff * 2, 1.0), STORE_RETRY_MAX)
+                log.error(kv("expiry-deferred", error=err.message, retry_in=backoff))
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad round
+                log.exception("expiry failed; retrying next round")
+                backoff = 1.0
+            if backoff:
+                await asyncio.sleep(backoff)  # a store that failed is not polled faster than this
+                continue
+            nxt = self.store.next_expiry()
+            try:
+                await asyncio.wait_for(self.wake.wait(), 60.0 if nxt is None else min(max(nxt - self.clock(), 0.0), 60.0))
             except TimeoutError:
                 pass
 
     async def _expire_due(self) -> None:
-        expired = self.store.expire(self.clock())
-        for claim in expired:
-            log.info("expire prefix=%s jail=%s", claim.prefix, claim.jail)
-        if expired:
-            await self._converge(sorted({c.prefix for c in expired}))
+        due = {c.prefix for c in self.store.due(self.clock())}
+        if not due:
+            return
+        async with self._locked(due):
+            expired = [c for c in self.store.due(self.clock()) if c.prefix in due]
+            self.store.remove_claims(expired, "expire")
+            for claim in expired:
+                log.info(kv("expire", prefix=claim.prefix, jail=claim.jail))
+            self.stats.count("expire", "", len(expired))
+            await self._apply(sorted({c.prefix for c in expired if not self.store.is_wanted(c.prefix)}))
 
     async def run_maintenance(self) -> None:
         """Retry pending routes often; check every backend for drift now and then."""
@@ -171,41 +237,57 @@ class Service:
             await asyncio.sleep(self.config.daemon.retry_interval)
             if self.clock() >= next_reconcile:
                 await _survive("reconcile", self.reconcile("periodic"))
+                await _survive("prune", self._prune_events())
                 next_reconcile = self.clock() + self.config.daemon.reconcile_interval
             else:
                 await _survive("retry", self._retry_pending())
 
-    async def reconcile(self, why: str) -> dict[str, Any]:
+    async def _prune_events(self) -> None:
+        daemon = self.config.daemon
+        while self.store.prune_events(self.clock(), daemon.events_max_age, daemon.events_max_rows,
+                                      PRUNE_BATCH) == PRUNE_BATCH:
+            await asyncio.sleep(0)  # other requests go between rounds
+
+    async def reconcile(self, why: str) -> ReconcileReport:
         if self.read_host is not None:
             self.host = await self.read_host()
-        withdrawn = self._enforce_guards()
-        report: dict[str, Any] = {"why": why, "at": self.clock(), "guard_withdrawn": withdrawn}
-        for backend in self.backends:
-            report[backend.name] = await self._reconcile_backend(backend)
-        self.last_reconcile = report
-        return report
+        withdrawn = await self._enforce_guards()
+        drift = {backend.name: await self._reconcile_backend(backend) for backend in self.backends}
+        self.last_reconcile = ReconcileReport(why, self.clock(), tuple(withdrawn), drift)
+        return self.last_reconcile
 
     # internals
 
-    def _accept(self, text: str) -> str:
+    def _accept(self, text: str) -> Prefix:
         verdict = check_text(text, self.config.guards, self.host)
         if isinstance(verdict, Refused):
-            log.warning("refuse input=%r guard=%s reason=%r", text[:64], verdict.guard, verdict.reason)
-            self.store.event("refuse", _canonical(text), detail=str(verdict))
+            log.warning(kv("refuse", input=text[:64], guard=verdict.guard, reason=verdict.reason))
+            self.stats.count("refuse", verdict.guard)
+            self._note("refuse", canonical_text(text), str(verdict))
             raise RefusedError(str(verdict), hint=_hint(verdict))
-        return str(verdict.prefix)
+        return to_prefix(verdict.prefix)
 
-    def _parse(self, text: str) -> str:
+    def _note(self, event: str, prefix: str, detail: str) -> None:
+        """An event that changes nothing: a store that cannot take it must not fail the request."""
+        try:
+            self.store.event(event, prefix, detail=detail)
+        except StoreError as err:
+            log.error(kv("event-lost", event=event, prefix=prefix, error=err.message))
+
+    def _parse(self, text: str) -> Prefix:
         verdict = check_text(text, self.config.guards, self.host)
-        if isinstance(verdict, Refused) and verdict.guard == "input":
+        if isinstance(verdict, Accepted):
+            return to_prefix(verdict.prefix)
+        if verdict.guard == "input":
             raise RefusedError(str(verdict))
-        return str(verdict.prefix) if isinstance(verdict, Accepted) else _canonical(text)
+        return Prefix.parse(canonical_text(text))  # refused by a policy guard: still a valid prefix
 
     def _check_capacity(self, now: float) -> None:
         self._trim_rate(now)
         refused = check_capacity(self.store.count_wanted(), len(self.recent), self.config.guards)
         if refused is not None:
-            log.error("limit guard=%s reason=%r", refused.guard, refused.reason)
+            log.error(kv("limit", guard=refused.guard, reason=refused.reason))
+            self.stats.count("refuse", refused.guard)
             raise LimitError(str(refused), hint=f"raise guards.{refused.guard.replace('-', '_')} if this is expected")
 
     def _trim_rate(self, now: float) -> None:
@@ -219,160 +301,187 @@ class Service:
             bantime = cap
         return min(req.started or now, now) + bantime
 
-    def _state(self, prefix: str, states: dict[str, tuple[str, str]] | None = None) -> str:
-        states = self.store.states_of(prefix) if states is None else states
-        ok = all(states.get(b.name, (PENDING, ""))[0] == ACTIVE for b in self.backends)
-        return ACTIVE if ok else PENDING
+    def _view(self, prefix: Prefix, claims: list[Claim], jail: str | None = None) -> BanView:
+        ends = [c.expires for c in claims]
+        return BanView(
+            prefix=prefix,
+            state=self.book.state(prefix),
+            expires=None if None in ends else max(e for e in ends if e is not None),
+            owners=tuple(Owner(c.jail, c.reason, c.created, c.expires) for c in claims if jail in (None, c.jail)),
+            backends={b.name: self.book.backend_state(b.name, prefix) for b in self.backends},
+        )
 
-    def _describe(self, prefix: str, claims: list[Claim], states: dict[str, tuple[str, str]]) -> dict[str, Any]:
-        return {
-            "prefix": prefix,
-            "state": self._state(prefix, states),
-            "owners": [{"jail": c.jail, "reason": c.reason, "created": c.created, "expires": c.expires} for c in claims],
-            "backends": {b.name: {"state": states.get(b.name, (PENDING, ""))[0], "error": states.get(b.name, ("", ""))[1]}
-                         for b in self.backends},
-        }
-
-    def _locked(self, prefixes: Iterable[str]) -> _PrefixLocks:
+    def _locked(self, prefixes: Iterable[Prefix]) -> _PrefixLocks:
         return _PrefixLocks(self.locks, sorted(set(prefixes)))
 
-    async def _converge(self, prefixes: Sequence[str], backends: Sequence[Backend] | None = None) -> None:
-        """Bring the backends to the store for these prefixes; the store is read under their locks."""
+    async def _apply(self, prefixes: Sequence[Prefix], backends: Sequence[Backend] | None = None) -> None:
+        """Bring the backends to the store for these prefixes; the caller holds their locks."""
         if not prefixes:
             return
-        async with self._locked(prefixes):
-            wanted = self.store.wanted_among(list(prefixes))
-            add = [p for p in prefixes if p in wanted]
-            remove = [p for p in prefixes if p not in wanted]
-            await asyncio.gather(*(self._push(b, add, remove) for b in backends or self.backends))
-            if remove:
-                self.store.drop_states(remove)
+        add = [p for p in prefixes if self.store.is_wanted(p)]
+        remove = [p for p in prefixes if not self.store.is_wanted(p)]
+        await asyncio.gather(*(self._push(b, add, remove) for b in backends or self.backends))
+        self.book.forget(remove)
 
-    async def _push(self, backend: Backend, add: list[str], remove: list[str]) -> None:
+    async def _push(self, backend: Backend, add: list[Prefix], remove: list[Prefix]) -> None:
         if add:
+            started = time.monotonic()
             try:
-                failures = {str(p): e for p, e in (await backend.announce([IPNetwork(p) for p in add])).items()}
+                failures = await backend.announce(add)
             except BackendUnavailable as err:
-                failures = {p: str(err) for p in add}
-            done = [p for p in add if p not in failures]
-            self.store.set_states(done, backend.name, ACTIVE)
+                failures = dict.fromkeys(add, str(err))
+            if len(failures) < len(add):
+                self.stats.acknowledged(backend.name, time.monotonic() - started)
+            self.book.acknowledged(backend.name, (p for p in add if p not in failures))
             for prefix, error in failures.items():
-                self.store.set_states([prefix], backend.name, PENDING, error)
+                self.book.mark_pending([prefix], backend.name, error)
             if failures:
-                log.warning("announce backend=%s pending=%d error=%r", backend.name, len(failures),
-                            next(iter(failures.values())))
+                log.warning(kv("announce", backend=backend.name, pending=len(failures),
+                               error=next(iter(failures.values()))))
         if remove:
             try:
-                failures = await backend.withdraw([IPNetwork(p) for p in remove])
+                failures = await backend.withdraw(remove)
             except BackendUnavailable as err:
-                failures = {IPNetwork(p): str(err) for p in remove}
+                failures = dict.fromkeys(remove, str(err))
             for prefix, error in failures.items():
-                log.warning("withdraw backend=%s prefix=%s error=%r (reconcile retries)", backend.name, prefix, error)
+                log.warning(kv("withdraw-failed", backend=backend.name, prefix=prefix, error=error,
+                               then="reconcile retries"))
 
     async def _retry_pending(self) -> None:
         for backend in self.backends:
             if not backend.ready:
                 continue
             # read with no await in between: a locked prefix has a request in flight, which owns it
-            stuck = [p for p in _stuck(backend, self.store.wanted(), self.store.states()) if p not in self.locks]
+            stuck = [p for p in self.book.pending[backend.name] if p not in self.locks]
             if stuck:
-                await self._converge(stuck, [backend])
+                async with self._locked(stuck):
+                    await self._apply([p for p in stuck if self.store.is_wanted(p)], [backend])
 
-    async def _reconcile_backend(self, backend: Backend) -> dict[str, Any]:
+    async def _reconcile_backend(self, backend: Backend) -> Drift:
         actual = await backend.installed()
         if actual is None:
-            return {"checked": False}
-        have = {str(p) for p in actual}
+            return Drift(checked=False)
+        busy = set(self.locks)  # an operation in flight owns these: neither counted nor touched
         wanted = self.store.wanted()
-        states = self.store.states()
-        missing = sorted(wanted - have)
-        stale = sorted(have - wanted)
-        in_place = [p for p in wanted & have if states.get(p, {}).get(backend.name, ("", ""))[0] != ACTIVE]
-        self.store.set_states(in_place, backend.name, ACTIVE)
-        await self._converge(missing + stale, [backend])
-        if missing or stale:
-            log.warning("drift backend=%s missing=%d stale=%d (repaired)", backend.name, len(missing), len(stale))
-        return {"checked": True, "missing": len(missing), "stale": len(stale)}
+        self.book.acknowledged(backend.name, (p for p in actual if p in wanted and p not in busy))
+        missing = [p for p in wanted if p not in actual and p not in busy]
+        stale = [p for p in actual if p not in wanted and p not in busy]
+        if self.keep_unaccounted:
+            stale = self._not_kept(backend.name, stale)
+        if not missing and not stale:
+            return Drift(checked=True)
+        async with self._locked(missing + stale):
+            await self._apply(missing + stale, [backend])
+        repaired = not any(p in self.book.pending[backend.name] for p in missing)
+        log.warning(kv("drift", backend=backend.name, missing=len(missing), stale=len(stale), repaired=repaired))
+        return Drift(True, len(missing), len(stale), repaired)
+
+    def _not_kept(self, backend: str, stale: list[Prefix]) -> list[Prefix]:
+        """With a new store, the routes a backend held when first seen are kept, never withdrawn on a guess."""
+        if backend not in self.unaccounted:
+            self.unaccounted[backend] = set(stale)
+            if stale:
+                log.error(kv("unaccounted", backend=backend, routes=len(stale),
+                             action="kept: the store is new; restart with 'serve --adopt' or 'serve --discard'"))
+        return [p for p in stale if p not in self.unaccounted[backend]]
+
+    def _claims_of(self, prefix: Prefix) -> list[Claim]:
+        return self.store.claims(prefix=prefix)
 
     def _replayer(self, backend: Backend) -> Callable[[], Awaitable[None]]:
         async def replay() -> None:
-            log.info("replay backend=%s", backend.name)
+            log.info(kv("replay", backend=backend.name))
             await self._reconcile_backend(backend)
 
         return replay
 
     def _loser(self, backend: Backend) -> Callable[[str], None]:
         def lost(why: str) -> None:
-            active = [p for p, s in self.store.states().items() if s.get(backend.name, ("", ""))[0] == ACTIVE]
-            self.store.set_states(active, backend.name, PENDING, f"{backend.name}: {why}")
-            log.warning("lost backend=%s pending=%d why=%r", backend.name, len(active), why)
+            self.book.mark_pending(self.store.wanted(), backend.name, f"{backend.name}: {why}")
+            log.warning(kv("lost", backend=backend.name, pending=self.store.count_wanted(), why=why))
 
         return lost
 
-    def _enforce_guards(self) -> list[str]:
-        """Withdraw stored bans that the current config refuses (fail closed after a config change)."""
-        withdrawn = []
-        for prefix in sorted(self.store.wanted()):
-            verdict = check_prefix(IPNetwork(prefix), self.config.guards, self.host)
-            if isinstance(verdict, Refused):
-                self.store.remove_prefix(prefix, event="guard")
-                log.warning("guard-withdraw prefix=%s reason=%r", prefix, str(verdict))
-                withdrawn.append(prefix)
-        over = self.store.count_wanted() - self.config.guards.max_routes
+    async def _enforce_guards(self) -> list[Prefix]:
+        """Withdraw stored bans that the current config refuses (fail closed after a config change).
+
+        Every stored prefix passed the guards when it was banned: they are checked again only
+        when the guards or the host's addresses changed since the last full check, so a start
+        with a million bans does not re-run a million checks."""
+        refused = []
+        fingerprint = _fingerprint(self.config.guards, self.host)
+        if self.store.meta(GUARDS_CHECKED) != fingerprint:
+            for prefix in list(self.store.wanted()):
+                verdict = check_prefix(to_network(prefix), self.config.guards, self.host)
+                if isinstance(verdict, Refused):
+                    refused.append((prefix, str(verdict)))
+        over = self.store.count_wanted() - len(refused) - self.config.guards.max_routes
         if over > 0:
-            newest = sorted({c.prefix: c.created for c in self.store.claims()}.items(), key=lambda kv: -kv[1])[:over]
-            for prefix, _ in newest:
-                self.store.remove_prefix(prefix, event="guard")
-                log.warning("guard-withdraw prefix=%s reason='over max_routes'", prefix)
-                withdrawn.append(prefix)
-        return withdrawn
+            gone = {p for p, _ in refused}
+            newest = sorted({c.prefix: c.created for c in self.store.claims() if c.prefix not in gone}.items(),
+                            key=lambda kv_: -kv_[1])[:over]
+            refused += [(p, "over max_routes") for p, _ in newest]
+        if refused:
+            async with self._locked(p for p, _ in refused):
+                for prefix, reason in refused:
+                    self.store.remove_prefix(prefix, event="guard")
+                    log.warning(kv("guard-withdraw", prefix=prefix, reason=reason))
+                await self._apply([p for p, _ in refused])
+        self.store.set_meta(GUARDS_CHECKED, fingerprint)
+        return [p for p, _ in refused]
+
+
+class _Lock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
 
 
 class _PrefixLocks:
     """Hold one lock per prefix, taken in sorted order (no deadlock); unused locks are dropped."""
 
-    def __init__(self, locks: dict[str, list[Any]], prefixes: list[str]) -> None:
+    def __init__(self, locks: dict[Prefix, _Lock], prefixes: list[Prefix]) -> None:
         self.locks, self.prefixes = locks, prefixes
 
     async def __aenter__(self) -> None:
         for prefix in self.prefixes:
-            entry = self.locks.setdefault(prefix, [asyncio.Lock(), 0])
-            entry[1] += 1
-            await entry[0].acquire()
+            entry = self.locks.setdefault(prefix, _Lock())
+            entry.users += 1
+            await entry.lock.acquire()
 
     async def __aexit__(self, *exc: object) -> None:
         for prefix in self.prefixes:
             entry = self.locks[prefix]
-            entry[0].release()
-            entry[1] -= 1
-            if entry[1] == 0:
+            entry.lock.release()
+            entry.users -= 1
+            if entry.users == 0:
                 del self.locks[prefix]
 
 
-async def _survive(what: str, work: Awaitable[Any]) -> None:
+async def _survive(what: str, work: Awaitable[object]) -> None:
     """Background work logs an unexpected failure and tries again next round instead of dying."""
     try:
         await work
+    except StoreError as err:
+        log.error(kv(what + "-deferred", error=err.message))
     except Exception:  # noqa: BLE001 - the loop must outlive one bad round
         log.exception("%s failed; retrying next round", what)
 
 
-def _stuck(backend: Backend, wanted: set[str], states: dict[str, dict[str, tuple[str, str]]]) -> list[str]:
-    """The wanted prefixes this backend has not acknowledged."""
-    return [p for p in wanted if states.get(p, {}).get(backend.name, (PENDING, ""))[0] != ACTIVE]
+def _check_owner(name: str) -> None:
+    """Every writer (the API, the fail2ban queue) comes through here: no claim under a name that could
+    forge a log field, break a table or hide in a Unicode look-alike."""
+    problem = name_problem(name)
+    if problem:
+        raise RequestError(f"owner name {shown(name)} {problem}")
 
 
-def _canonical(text: str) -> str:
-    try:
-        return str(IPNetwork(text))
-    except Exception:  # noqa: BLE001 - only for display of text already refused
-        return text[:64]
-
-
-def _verdict(verdict: Accepted | Refused) -> dict[str, Any]:
-    if isinstance(verdict, Accepted):
-        return {"accepted": True, "guard": "", "reason": ""}
-    return {"accepted": False, "guard": verdict.guard, "reason": verdict.reason}
+def _fingerprint(policy: GuardPolicy, host: HostFacts) -> str:
+    """Changes whenever a guard could decide otherwise: the policy or the host's addresses."""
+    text = repr((policy, sorted(str(a) for a in host.addresses)))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _hint(verdict: Refused) -> str:

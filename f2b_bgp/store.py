@@ -1,17 +1,22 @@
-"""SQLite state: who claims which prefix until when, each backend's view, and an event log.
+"""SQLite state: who claims which prefix until when, and an event log.
 
 Only the daemon writes it. WAL with synchronous=NORMAL: every committed
 transaction survives a crash of the process (kill -9); a power cut may lose
-the last ones.
+the last ones. What the daemon keeps in memory (the owners per prefix) changes
+only after the transaction that changes the disk has committed, so a failed
+write (disk full, read-only file) leaves memory exactly as the disk.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import KeysView
 from pathlib import Path
+from typing import Any
+
+from .errors import StoreError
+from .model import Claim, Event, Prefix, StoreHealth
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS claims (
@@ -23,14 +28,6 @@ CREATE TABLE IF NOT EXISTS claims (
     PRIMARY KEY (prefix, jail)
 );
 CREATE INDEX IF NOT EXISTS claims_expires ON claims (expires);
-CREATE TABLE IF NOT EXISTS routes (
-    prefix  TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    state   TEXT NOT NULL,
-    error   TEXT NOT NULL DEFAULT '',
-    updated REAL NOT NULL,
-    PRIMARY KEY (prefix, backend)
-);
 CREATE TABLE IF NOT EXISTS events (
     id     INTEGER PRIMARY KEY,
     ts     REAL NOT NULL,
@@ -39,64 +36,121 @@ CREATE TABLE IF NOT EXISTS events (
     jail   TEXT NOT NULL DEFAULT '',
     detail TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
-ACTIVE = "active"
-PENDING = "pending"
-
-
-@dataclass(frozen=True)
-class Claim:
-    prefix: str
-    jail: str
-    reason: str
-    created: float
-    expires: float | None  # None: never (only with no max_bantime cap, which config forbids)
+_CLAIM_COLUMNS = "prefix, jail, reason, created, expires"
 
 
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        # claims per prefix, kept beside the table so hot paths need no scan
-        self.owners: dict[str, int] = {}
-        for prefix, count in self.db.execute("SELECT prefix, COUNT(*) FROM claims GROUP BY prefix"):
-            self.owners[prefix] = count
+        self.path = path
+        self.health = StoreHealth()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None)
+            tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+            self._probe()
+            # A store without our tables (a new file, or one truncated to 0 bytes) knows nothing, and
+            # stays so until a daemon settled what the backends held: its silence never means "withdraw".
+            self.fresh = "claims" not in tables or ("meta" in tables and not self._settled())
+            # claims per prefix, kept beside the table so hot paths need no scan
+            self.owners: dict[Prefix, int] = {}
+            for text, count in self.db.execute("SELECT prefix, COUNT(*) FROM claims GROUP BY prefix"):
+                self.owners[Prefix.parse(text)] = count
+        except (sqlite3.Error, OSError, ValueError) as err:
+            raise StoreError(f"store {path} unusable: {_cause(err)}",
+                             hint="check the file's owner, mode and free space, or move a damaged file away") from err
 
     def close(self) -> None:
         self.db.close()
 
-    def _tx(self) -> sqlite3.Connection:
-        return _Transaction(self.db)  # type: ignore[return-value]
+    def _one(self, sql: str, *args: object) -> Any:
+        """The single value of a one-row query. fetchall() ends the statement: a statement left
+        open keeps a read snapshot, which blocks WAL checkpoints and other connections."""
+        return self.db.execute(sql, args).fetchall()[0][0]
+
+    def _probe(self) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('opened', ?)", (str(time.time()),))
+
+    def _settled(self) -> bool:
+        return bool(self.db.execute("SELECT 1 FROM meta WHERE key = 'settled'").fetchall())
+
+    def meta(self, key: str) -> str | None:
+        rows = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchall()
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def mark_settled(self) -> None:
+        """The backends' routes are accounted for (none found, adopted or discarded)."""
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('settled', ?)", (str(time.time()),))
+        self.fresh = False
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self)
+
+    def failed(self, err: Exception) -> StoreError:
+        """Record a failed write and give the error to raise."""
+        cause = _cause(err)
+        if self.health.writable:
+            self.health = StoreHealth(False, time.time(), cause)
+        else:
+            self.health = StoreHealth(False, self.health.since, cause)
+        return StoreError(f"store unavailable: {cause}", hint=f"nothing was changed; check {self.path}")
+
+    def healed(self) -> None:
+        if not self.health.writable:
+            self.health = StoreHealth()
 
     # claims
 
-    def claims(self, prefix: str | None = None, jail: str | None = None) -> list[Claim]:
-        sql, args = "SELECT prefix, jail, reason, created, expires FROM claims", []
-        where = []
+    def claims(self, prefix: Prefix | None = None, jail: str | None = None) -> list[Claim]:
+        where, args = [], []
         if prefix is not None:
             where.append("prefix = ?")
-            args.append(prefix)
+            args.append(str(prefix))
         if jail is not None:
             where.append("jail = ?")
             args.append(jail)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [Claim(*row) for row in self.db.execute(sql + " ORDER BY created, prefix, jail", args)]
+        sql = f"SELECT {_CLAIM_COLUMNS} FROM claims" + (" WHERE " + " AND ".join(where) if where else "")
+        return [_claim(row) for row in self.db.execute(sql + " ORDER BY created, prefix, jail", args)]
 
-    def wanted(self) -> set[str]:
-        return set(self.owners)
+    def page(self, after: str, limit: int, jail: str | None = None) -> list[Claim]:
+        """Every claim on the next `limit` prefixes whose text sorts after `after` (of those
+        that jail claims, if given): one bounded read, so a listing of a million never blocks."""
+        sql, args = "SELECT DISTINCT prefix FROM claims WHERE prefix > ?", [after]
+        if jail is not None:
+            sql += " AND jail = ?"
+            args.append(jail)
+        prefixes = [row[0] for row in self.db.execute(sql + " ORDER BY prefix LIMIT ?", (*args, limit))]
+        if not prefixes:
+            return []
+        rows = self.db.execute(f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE prefix >= ? AND prefix <= ? "
+                               "ORDER BY prefix, created, jail", (prefixes[0], prefixes[-1])).fetchall()
+        wanted = set(prefixes)
+        return [_claim(row) for row in rows if row[0] in wanted]
 
-    def wanted_among(self, prefixes: list[str]) -> set[str]:
-        return {p for p in prefixes if p in self.owners}
+    def wanted(self) -> KeysView[Prefix]:
+        return self.owners.keys()
+
+    def is_wanted(self, prefix: Prefix) -> bool:
+        return prefix in self.owners
 
     def count_wanted(self) -> int:
         return len(self.owners)
 
-    def _count(self, prefix: str, delta: int) -> None:
+    def _count(self, prefix: Prefix, delta: int) -> None:
         left = self.owners.get(prefix, 0) + delta
         if left > 0:
             self.owners[prefix] = left
@@ -105,128 +159,160 @@ class Store:
 
     def upsert_claim(self, claim: Claim) -> bool:
         """Record a claim; a repeat claim keeps its creation time and the later expiry. True if new."""
+        key = (str(claim.prefix), claim.jail)
         with self._tx():
-            old = self.db.execute(
-                "SELECT expires FROM claims WHERE prefix = ? AND jail = ?", (claim.prefix, claim.jail)
-            ).fetchone()
+            old = self.db.execute("SELECT expires FROM claims WHERE prefix = ? AND jail = ?", key).fetchall()
+            old = old[0] if old else None
             if old is None:
+                self.db.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?)",
+                                (*key, claim.reason, claim.created, claim.expires))
+                self._event("ban", *key, f"expires={_ts(claim.expires)}")
+            else:
+                expires = None if old[0] is None or claim.expires is None else max(old[0], claim.expires)
                 self.db.execute(
-                    "INSERT INTO claims VALUES (?, ?, ?, ?, ?)",
-                    (claim.prefix, claim.jail, claim.reason, claim.created, claim.expires),
-                )
-                self._event("ban", claim.prefix, claim.jail, f"expires={_ts(claim.expires)}")
-                self._count(claim.prefix, +1)
-                return True
-            expires = None if old[0] is None or claim.expires is None else max(old[0], claim.expires)
-            self.db.execute(
-                "UPDATE claims SET expires = ?, reason = CASE WHEN ? = '' THEN reason ELSE ? END "
-                "WHERE prefix = ? AND jail = ?",
-                (expires, claim.reason, claim.reason, claim.prefix, claim.jail),
-            )
-            self._event("extend", claim.prefix, claim.jail, f"expires={_ts(expires)}")
-            return False
+                    "UPDATE claims SET expires = ?, reason = CASE WHEN ? = '' THEN reason ELSE ? END "
+                    "WHERE prefix = ? AND jail = ?", (expires, claim.reason, claim.reason, *key))
+                self._event("extend", *key, f"expires={_ts(expires)}")
+        if old is None:
+            self._count(claim.prefix, +1)
+        return old is None
 
-    def remove_claim(self, prefix: str, jail: str, event: str = "unban") -> bool:
+    def has_claim(self, prefix: Prefix, jail: str) -> bool:
+        return bool(self.db.execute("SELECT 1 FROM claims WHERE prefix = ? AND jail = ?",
+                                    (str(prefix), jail)).fetchall())
+
+    def count_owned(self, owner: str) -> int:
+        """Claims whose jail is OWNER/... (an API client's), counted by a range on the jail text."""
+        return self._one("SELECT COUNT(*) FROM claims WHERE jail >= ? AND jail < ?", owner + "/", owner + "0")
+
+    def count_by_jail(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT jail, COUNT(*) FROM claims GROUP BY jail").fetchall())
+
+    def route_expiry(self, prefix: Prefix) -> float | None:
+        """When the route goes: the latest expiry of its owners (None if it has none)."""
+        return self._one("SELECT MAX(expires) FROM claims WHERE prefix = ?", str(prefix))
+
+    def remove_claim(self, prefix: Prefix, jail: str, event: str = "unban") -> bool:
         with self._tx():
-            gone = self.db.execute("DELETE FROM claims WHERE prefix = ? AND jail = ?", (prefix, jail)).rowcount
+            gone = self.db.execute("DELETE FROM claims WHERE prefix = ? AND jail = ?", (str(prefix), jail)).rowcount
             if gone:
-                self._event(event, prefix, jail)
-                self._count(prefix, -1)
-            return bool(gone)
+                self._event(event, str(prefix), jail)
+        if gone:
+            self._count(prefix, -1)
+        return bool(gone)
 
-    def remove_prefix(self, prefix: str, event: str = "withdraw") -> list[str]:
+    def remove_prefix(self, prefix: Prefix, event: str = "withdraw") -> list[str]:
+        text = str(prefix)
         with self._tx():
-            jails = [r[0] for r in self.db.execute("SELECT jail FROM claims WHERE prefix = ? ORDER BY jail", (prefix,))]
-            self.db.execute("DELETE FROM claims WHERE prefix = ?", (prefix,))
+            jails = [r[0] for r in self.db.execute("SELECT jail FROM claims WHERE prefix = ? ORDER BY jail", (text,))]
+            self.db.execute("DELETE FROM claims WHERE prefix = ?", (text,))
             for jail in jails:
-                self._event(event, prefix, jail)
-            self.owners.pop(prefix, None)
-            return jails
+                self._event(event, text, jail)
+        self.owners.pop(prefix, None)
+        return jails
 
-    def remove_jail(self, jail: str | None) -> list[Claim]:
-        """Remove every claim of one jail (or all claims); returns what was removed."""
-        removed = self.claims(jail=jail)
+    def remove_claims(self, claims: list[Claim], event: str) -> None:
+        """Remove these claims in one transaction (flush, expiry)."""
         with self._tx():
-            for claim in removed:
-                self.db.execute("DELETE FROM claims WHERE prefix = ? AND jail = ?", (claim.prefix, claim.jail))
-                self._event("flush", claim.prefix, claim.jail)
-                self._count(claim.prefix, -1)
-        return removed
+            for claim in claims:
+                self.db.execute("DELETE FROM claims WHERE prefix = ? AND jail = ?", (str(claim.prefix), claim.jail))
+                self._event(event, str(claim.prefix), claim.jail)
+        for claim in claims:
+            self._count(claim.prefix, -1)
 
-    def expire(self, now: float) -> list[Claim]:
-        rows = self.db.execute(
-            "SELECT prefix, jail, reason, created, expires FROM claims WHERE expires IS NOT NULL AND expires <= ?",
-            (now,),
-        ).fetchall()
-        with self._tx():
-            for row in rows:
-                self.db.execute("DELETE FROM claims WHERE prefix = ? AND jail = ?", (row[0], row[1]))
-                self._event("expire", row[0], row[1])
-                self._count(row[0], -1)
-        return [Claim(*row) for row in rows]
+    def due(self, now: float) -> list[Claim]:
+        rows = self.db.execute(f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE expires IS NOT NULL AND expires <= ?",
+                               (now,)).fetchall()
+        return [_claim(row) for row in rows]
 
     def next_expiry(self) -> float | None:
-        return self.db.execute("SELECT MIN(expires) FROM claims").fetchone()[0]
-
-    # per-backend route state
-
-    def set_states(self, prefixes: list[str], backend: str, state: str, error: str = "") -> None:
-        now = time.time()
-        with self._tx():
-            self.db.executemany(
-                "INSERT INTO routes VALUES (?, ?, ?, ?, ?) ON CONFLICT (prefix, backend) "
-                "DO UPDATE SET state = excluded.state, error = excluded.error, updated = excluded.updated",
-                [(p, backend, state, error, now) for p in prefixes],
-            )
-
-    def drop_states(self, prefixes: list[str]) -> None:
-        with self._tx():
-            self.db.executemany("DELETE FROM routes WHERE prefix = ?", [(p,) for p in prefixes])
-
-    def states_of(self, prefix: str) -> dict[str, tuple[str, str]]:
-        rows = self.db.execute("SELECT backend, state, error FROM routes WHERE prefix = ?", (prefix,))
-        return {backend: (state, error) for backend, state, error in rows}
-
-    def states(self) -> dict[str, dict[str, tuple[str, str]]]:
-        """prefix -> backend -> (state, error)."""
-        found: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
-        for prefix, backend, state, error in self.db.execute("SELECT prefix, backend, state, error FROM routes"):
-            found[prefix][backend] = (state, error)
-        return found
+        return self._one("SELECT MIN(expires) FROM claims")
 
     # events
+
+    def prune_events(self, now: float, max_age: float, max_rows: int, batch: int = 5000) -> int:
+        """Delete up to `batch` of the oldest events that are past max_age or beyond max_rows;
+        the caller repeats while it returns `batch`, yielding between rounds."""
+        newest = self._one("SELECT MAX(id) FROM events") or 0
+        with self._tx():
+            gone = self.db.execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id <= ? OR ts < ? ORDER BY id LIMIT ?)",
+                (newest - max_rows, now - max_age, batch)).rowcount
+        return gone
 
     def event(self, event: str, prefix: str = "", jail: str = "", detail: str = "") -> None:
         with self._tx():
             self._event(event, prefix, jail, detail)
 
     def _event(self, event: str, prefix: str = "", jail: str = "", detail: str = "") -> None:
-        self.db.execute(
-            "INSERT INTO events (ts, event, prefix, jail, detail) VALUES (?, ?, ?, ?, ?)",
-            (time.time(), event, prefix, jail, detail),
-        )
+        self.db.execute("INSERT INTO events (ts, event, prefix, jail, detail) VALUES (?, ?, ?, ?, ?)",
+                        (time.time(), event, prefix, jail, detail))
 
-    def events(self, limit: int = 100) -> list[tuple[float, str, str, str, str]]:
-        rows = self.db.execute(
-            "SELECT ts, event, prefix, jail, detail FROM events ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
-        return list(reversed(rows))
+    def query_events(self, since: float | None = None, prefix: str | None = None, jail: str | None = None,
+                     limit: int = 100) -> list[Event]:
+        """The newest `limit` events with ts >= since, of this prefix and jail (each filter optional), oldest first."""
+        where, args = [], []
+        for clause, value in (("ts >= ?", since), ("prefix = ?", prefix), ("jail = ?", jail)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = "SELECT ts, event, prefix, jail, detail FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+        return [Event(*row) for row in reversed(rows)]
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT; nested uses join the outer transaction."""
+    """BEGIN IMMEDIATE ... COMMIT; nested uses join the outer one. A failure rolls back and raises StoreError."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.outer = not db.in_transaction
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.outer = not store.db.in_transaction
 
     def __enter__(self) -> None:
         if self.outer:
-            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.store.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as err:
+                raise self.store.failed(err) from err
 
-    def __exit__(self, kind: object, *_: object) -> None:
-        if self.outer:
-            self.db.execute("ROLLBACK" if kind else "COMMIT")
+    def __exit__(self, kind: object, value: object, _tb: object) -> None:
+        if not self.outer:
+            return
+        db = self.store.db
+        if kind is None:
+            try:
+                db.execute("COMMIT")
+                self.store.healed()
+                return
+            except sqlite3.Error as err:
+                _rollback(db)
+                raise self.store.failed(err) from err
+        _rollback(db)
+        if isinstance(value, sqlite3.Error):
+            raise self.store.failed(value) from value
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the transaction is gone with the failed statement
+
+
+def _claim(row: tuple[str, str, str, float, float | None]) -> Claim:
+    return Claim(Prefix.parse(row[0]), row[1], row[2], row[3], row[4])
+
+
+def _cause(err: Exception) -> str:
+    text = str(err) or type(err).__name__
+    if "disk is full" in text or getattr(err, "sqlite_errorname", "") == "SQLITE_FULL":
+        return "disk full"
+    if "readonly" in text or "read-only" in text:
+        return "read-only (file mode, owner or mount)"
+    return text.splitlines()[0][:160] if text else type(err).__name__
 
 
 def _ts(value: float | None) -> str:

@@ -11,8 +11,10 @@ from pathlib import Path
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def listen(handler: Handler, path: Path, mode: int, group: str, limit: int) -> asyncio.AbstractServer:
-    """Serve HANDLER on PATH (a stale socket there is replaced), chmod MODE, chgrp GROUP if set."""
+async def listen(handler: Handler, path: Path, mode: int, group: str, limit: int,
+                 owner: int | None = None) -> asyncio.AbstractServer:
+    """Serve HANDLER on PATH (a stale socket there is replaced), chmod MODE, chgrp GROUP if set,
+    chown OWNER if set and not already ours."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove(path)
     old = os.umask(0o177)  # never world-accessible, not even for a moment
@@ -22,6 +24,8 @@ async def listen(handler: Handler, path: Path, mode: int, group: str, limit: int
         os.umask(old)
     if group:
         os.chown(path, -1, grp.getgrnam(group).gr_gid)
+    if owner is not None and owner != os.geteuid():
+        os.chown(path, owner, -1)
     os.chmod(path, mode)
     return server
 

@@ -9,7 +9,7 @@ injector announces it with 65535:666 (frr-examples/injector); the firewall
 packets on ingress. Then fail2ban lifts the ban and traffic flows again.
 
 Every config is a shipped file byte for byte; the demo adds only jail.local
-(the log file, the daemon's socket) and the daemon's config. Prints numbered
+(the log file, the daemon's queue) and the daemon's config. Prints numbered
 steps with the time each took; exits 1 if the attacker is not stopped.
 """
 
@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tests.lab.f2bbgp import FW1, F2bBgp, lab_config
-from tests.lab.fail2ban import F2B_BGP, Fail2banServer, append, fail2ban_missing
+from tests.lab.fail2ban import Fail2banServer, append, fail2ban_missing
 from tests.lab.frr import Frr
 from tests.lab.netns import HOSTS, Topology, host_prefix
 from tests.lab.peers import FrrPeer, kernel_routes
@@ -35,7 +35,7 @@ DAEMON_CONFIG = lab_config(rest=f"""[bgp]
 local_as = 65001
 router_id = "198.51.100.2"
 {FW1}""")
-# jail.local over the shipped jail.d/routeros-bgp-blackhole.conf: the demo's log file and the daemon's socket.
+# jail.local over the shipped jail.d/routeros-bgp-blackhole.conf: the demo's log file and the daemon's queue.
 JAIL_LOCAL = """
 [DEFAULT]
 ignoreself = false
@@ -47,7 +47,7 @@ enabled = false
 
 [routeros]
 logpath = {dir}/routeros.log
-action = bgp-blackhole[socket="{socket}", f2bbgp="{f2bbgp}"]
+action = bgp-blackhole[queue="{queue}"]
 """
 MAXRETRY = 3  # jail.d/routeros-bgp-blackhole.conf
 
@@ -105,13 +105,14 @@ def run(step: Steps) -> bool:
             print("demo FAILED: the attacker cannot reach the server even before a ban", file=sys.stderr)
             return False
 
-        jail_local = JAIL_LOCAL.replace("{socket}", str(daemon.socket)).replace("{f2bbgp}", F2B_BGP)
+        jail_local = JAIL_LOCAL.replace("{queue}", str(daemon.workdir / "fail2ban.queue"))
         f2b = stack.enter_context(Fail2banServer(jail_local, log_files=["routeros.log"]))
         step("fail2ban-server up: jail routeros = shipped filter routeros-auth + shipped action bgp-blackhole")
 
         append(f2b.workdir / "routeros.log", [routeros_line(ATTACKER) for _ in range(MAXRETRY)])
         wait_until(lambda: ATTACKER in f2b.banned("routeros"), 30, "fail2ban ban")
         step(f"{MAXRETRY} x 'login failure for user admin from {ATTACKER} via ssh' -> fail2ban jail routeros bans it")
+        wait_until(lambda: daemon.call("list")["bans"], 10, "the daemon applied the queued ban")
         step.detail("f2b-bgp list:\n" + daemon.cli("list").stdout)
 
         route = wait_until(lambda: firewall_route(topo), 15, "blackhole on the firewall")

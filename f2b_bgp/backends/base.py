@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
-from netaddr import IPNetwork
+from ..model import BackendStatus, Claim, Prefix
 
 # prefix -> one-line error, for the prefixes a backend did NOT apply
-Failures = dict[IPNetwork, str]
+Failures = dict[Prefix, str]
 
 
 class BackendUnavailable(Exception):
@@ -34,6 +33,10 @@ class Backend(ABC):
         # Set by the service: called when the backend may have lost its routes (ExaBGP's
         # bridge went away), so what was active shows as pending until the replay.
         self.on_lost: Callable[[str], None] | None = None
+        # Set by the service: the claims (owner, reason, start, expiry) on a prefix now, for a
+        # backend that forwards claims rather than routes (remote). Read it while announce runs:
+        # the service holds the prefix's lock, so they are the claims being announced.
+        self.claims_of: Callable[[Prefix], list[Claim]] | None = None
 
     async def start(self) -> None:
         """Acquire resources; called once before anything else."""
@@ -46,14 +49,15 @@ class Backend(ABC):
         return True
 
     @abstractmethod
-    async def announce(self, prefixes: Sequence[IPNetwork]) -> Failures: ...
+    async def announce(self, prefixes: Sequence[Prefix]) -> Failures: ...
 
     @abstractmethod
-    async def withdraw(self, prefixes: Sequence[IPNetwork]) -> Failures: ...
+    async def withdraw(self, prefixes: Sequence[Prefix]) -> Failures: ...
 
     @abstractmethod
-    async def installed(self) -> set[IPNetwork] | None:
+    async def installed(self) -> set[Prefix] | None:
         """What the backend holds now that is ours; None when it cannot tell."""
 
-    def status(self) -> dict[str, Any]:
-        return {"ready": self.ready}
+    def status(self) -> BackendStatus:
+        """The service fills in `pending`."""
+        return BackendStatus(ready=self.ready)

@@ -16,18 +16,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import pwd
+import socket
+import struct
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from netaddr import AddrFormatError, IPAddress, IPNetwork
-
 from .. import unix_socket
-from ..config import Config
+from ..logfmt import kv
+from ..config import BgpConfig, ExabgpConfig
+from ..model import BackendStatus, BridgeInfo, PeerView, Prefix
 from .base import Backend, BackendUnavailable, Failures
-from .exabgp_lines import SHOW_ADJ_RIB_OUT, Verb, commands, parse_adj_rib_out
+from .exabgp_lines import SHOW_ADJ_RIB_OUT, Attributes, Verb, commands, parse_adj_rib_out
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +42,36 @@ MAX_PEERS = 1024  # neighbor states kept from the bridge's events
 @dataclass
 class _Item:
     verb: Verb
-    prefix: IPNetwork
+    prefix: Prefix
     done: asyncio.Future[str | None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-@dataclass
-class PeerState:
-    state: str
-    since: float
-    reason: str = ""
+@dataclass(frozen=True)
+class BridgeAccess:
+    """Whoever speaks as the bridge decides what the firewalls receive: the socket belongs to
+    ExaBGP's user alone (mode 0600), and every connection's peer credentials must be that user's."""
+
+    user: str  # ExaBGP's user (exabgp.daemon.user)
+
+    def uid(self) -> int:
+        return pwd.getpwnam(self.user).pw_uid
+
+    def check(self, writer: asyncio.StreamWriter) -> tuple[int, int] | str:
+        """(pid, uid) of an allowed peer, or why it is refused."""
+        sock = writer.get_extra_info("socket")
+        pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        try:
+            wanted = self.uid()
+        except KeyError:
+            return f"no such user {self.user!r} (backends.exabgp.bridge_user)"
+        return (pid, uid) if uid == wanted else f"pid {pid} runs as uid {uid}, not {self.user} (uid {wanted})"
+
+
+def attributes(bgp: BgpConfig) -> dict[int, Attributes]:
+    """The configured communities only: NO_EXPORT is never added, since a speaker honouring it
+    does not send the route over an eBGP session, and the firewall is usually one."""
+    hops = {4: bgp.next_hop_ipv4, 6: bgp.next_hop_ipv6}
+    return {v: Attributes(str(hop) if hop is not None else None, bgp.communities) for v, hop in hops.items()}
 
 
 class _Link:
@@ -69,11 +93,12 @@ class _Link:
 class ExabgpBackend(Backend):
     name = "exabgp"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, settings: ExabgpConfig, attrs: Mapping[int, Attributes], access: BridgeAccess,
+                 output_cap: int) -> None:
         super().__init__()
-        self.bgp, self.settings, self.daemon = config.bgp, config.exabgp, config.daemon
-        # `show adj-rib out` gives a line per route and peer
-        self.output_cap = (config.guards.max_routes + 1000) * max(1, len(config.bgp.peers))
+        self.settings, self.attributes, self.access = settings, dict(attrs), access
+        self.stale_attributes = False  # set: ExaBGP may hold routes with other attributes than these
+        self.output_cap = output_cap  # lines of `show adj-rib out`: one per route and peer
         self.server: asyncio.AbstractServer | None = None
         self.link: _Link | None = None
         self.queue: deque[_Item] = deque()
@@ -82,15 +107,15 @@ class ExabgpBackend(Backend):
         self.turn = asyncio.Lock()  # one command in flight: acks then pair with commands
         self.sender: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.peers: dict[str, PeerState] = {}
+        self.peers: dict[str, PeerView] = {}
         self.counts = {"lines": 0, "announced": 0, "withdrawn": 0, "errors": 0, "timeouts": 0, "connects": 0}
         self.last_error = ""
 
     # life cycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.server = await unix_socket.listen(self._accept, self.settings.bridge_socket, self.daemon.socket_mode,
-                                               self.daemon.socket_group, MAX_LINE)
+        self.server = await unix_socket.listen(self._accept, self.settings.bridge_socket, 0o600, "", MAX_LINE,
+                                               owner=self.access.uid())
         self.sender = asyncio.create_task(self._send_loop())
 
     async def stop(self) -> None:
@@ -110,13 +135,15 @@ class ExabgpBackend(Backend):
 
     # the backend contract --------------------------------------------------------------------------
 
-    async def announce(self, prefixes: Sequence[IPNetwork]) -> Failures:
+    async def announce(self, prefixes: Sequence[Prefix]) -> Failures:
         return await self._submit(Verb.ANNOUNCE, prefixes)
 
-    async def withdraw(self, prefixes: Sequence[IPNetwork]) -> Failures:
+    async def withdraw(self, prefixes: Sequence[Prefix]) -> Failures:
         return await self._submit(Verb.WITHDRAW, prefixes)
 
-    async def installed(self) -> set[IPNetwork] | None:
+    async def installed(self) -> set[Prefix] | None:
+        """What ExaBGP announces with the attributes configured now: a prefix announced with another
+        next-hop (the config changed) does not count, so reconcile announces it again."""
         if self.link is None:
             return None
         link = self.link
@@ -128,24 +155,39 @@ class ExabgpBackend(Backend):
             log.warning("exabgp adj-rib-out longer than %d lines: not compared, pending bans are retried",
                         self.output_cap)
             return None
-        return parse_adj_rib_out(output)
+        if self.stale_attributes:
+            self.stale_attributes = False
+            log.warning(kv("exabgp-attributes", changed=self.describe(), action="announcing every route again"))
+            return set()
+        return {p for p, hops in parse_adj_rib_out(output).items() if self._as_configured(p, hops)}
 
-    def status(self) -> dict[str, Any]:
+    def _as_configured(self, prefix: Prefix, hops: frozenset[str]) -> bool:
+        hop = self.attributes[prefix.version].next_hop
+        return not hops or hop is None or hops == {hop}
+
+    def reconfigure(self, attrs: Mapping[int, Attributes]) -> bool:
+        """New attributes (a reload changed bgp settings); True if they differ: the next comparison
+        then counts nothing as in place, so every route is announced again with them."""
+        changed = dict(attrs) != self.attributes
+        self.attributes = dict(attrs)
+        self.stale_attributes |= changed
+        return changed
+
+    def describe(self) -> str:
+        """The attributes as one text, to notice a change across restarts (communities are not in adj-rib-out)."""
+        return "; ".join(f"ipv{v} {a.text()}" for v, a in sorted(self.attributes.items()))
+
+    def status(self) -> BackendStatus:
         link = self.link
-        return {
-            "ready": self.ready,
-            "bridge": {"pid": link.hello.get("pid"), "exabgp_pid": link.hello.get("exabgp_pid"),
-                       "connected": round(link.connected, 1)} if link else None,
-            "peers": {addr: {"state": p.state, "since": round(p.since, 1), "reason": p.reason}
-                      for addr, p in sorted(self.peers.items())},
-            "queued": len(self.queue),
-            "sent": dict(self.counts),
-            "last_error": self.last_error,
-        }
+        bridge = BridgeInfo(_int(link.hello.get("pid")), _int(link.hello.get("exabgp_pid")),
+                            round(link.connected, 1)) if link else None
+        return BackendStatus(ready=self.ready, last_error=self.last_error,
+                             counters={"queued": len(self.queue), **self.counts}, bridge=bridge,
+                             peers=dict(sorted(self.peers.items())))
 
     # submitting work --------------------------------------------------------------------------------
 
-    async def _submit(self, verb: Verb, prefixes: Sequence[IPNetwork]) -> Failures:
+    async def _submit(self, verb: Verb, prefixes: Sequence[Prefix]) -> Failures:
         if self.link is None:
             raise BackendUnavailable("ExaBGP bridge not connected (is ExaBGP running 'f2b-bgp exabgp-bridge'?)")
         items = []
@@ -198,7 +240,7 @@ class ExabgpBackend(Backend):
         return batch
 
     async def _send_batch(self, link: _Link, batch: list[_Item]) -> None:
-        (command,) = commands(batch[0].verb, [i.prefix for i in batch], self.bgp, len(batch))
+        (command,) = commands(batch[0].verb, [i.prefix for i in batch], self.attributes, len(batch))
         try:
             await self._exchange(link, command.line())
             error = None
@@ -247,11 +289,17 @@ class ExabgpBackend(Backend):
                 link.reply = None
             if answer != "done":
                 raise _Refused(answer)
+            self.last_error = ""  # ExaBGP answers again: an old error is no longer the state
             return link.output
 
     # the bridge connection --------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = self.access.check(writer)
+        if isinstance(peer, str):
+            log.warning(kv("exabgp-bridge-refused", why=peer))
+            writer.close()
+            return
         try:
             hello = await asyncio.wait_for(reader.readline(), HELLO_TIMEOUT)
             info = json.loads(hello)["bridge"]
@@ -262,7 +310,12 @@ class ExabgpBackend(Backend):
             writer.close()
             return
         if self.link is not None:
-            self._drop(self.link, "replaced by a new bridge connection")
+            # The connected bridge wins: it goes away by itself when its ExaBGP does (EOF) or stops
+            # answering (ack timeout), and a newcomer must never silently take its place.
+            log.warning(kv("exabgp-bridge-refused", pid=peer[0], why="another bridge is connected",
+                           connected_pid=self.link.hello.get("pid")))
+            writer.close()
+            return
         link = self.link = _Link(reader, writer, info)
         self.counts["connects"] += 1
         log.info("exabgp bridge connected pid=%s exabgp_pid=%s", info.get("pid"), info.get("exabgp_pid"))
@@ -300,14 +353,15 @@ class ExabgpBackend(Backend):
             kind = event.get("type")
             if kind == "state":
                 neighbor = event["neighbor"]
-                address = str(IPAddress(str(neighbor["address"]["peer"])))
+                address = Prefix.parse(str(neighbor["address"]["peer"])).address
                 state, reason = str(neighbor["state"])[:32], str(neighbor.get("reason", ""))[:200]
+                since = _event_time(event.get("time"))
             elif kind == "notification" and event.get("notification") == "shutdown":
                 log.warning("exabgp shutting down: its routes go with it until it is back and replayed")
                 return
             else:
                 return
-        except (ValueError, KeyError, TypeError, AttributeError, AddrFormatError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.debug("exabgp event ignored: not understood")
             return
         if address not in self.peers and len(self.peers) >= MAX_PEERS:
@@ -315,7 +369,7 @@ class ExabgpBackend(Backend):
         previous = self.peers.get(address)
         if previous is None or previous.state != state:
             log.info("exabgp peer=%s state=%s%s", address, state, f" reason={reason!r}" if reason else "")
-            self.peers[address] = PeerState(state, time.time(), reason)
+            self.peers[address] = PeerView(state, since, reason)
 
     async def _replay(self) -> None:
         if self.on_reset is not None:
@@ -326,8 +380,8 @@ class ExabgpBackend(Backend):
             self.link = None
             self.last_error = why
             log.warning("exabgp bridge lost: %s", why)
-            for peer in self.peers.values():
-                peer.state, peer.since, peer.reason = "unknown", time.time(), why
+            now = time.time()
+            self.peers = {address: PeerView("unknown", now, why) for address in self.peers}
             if self.on_lost is not None:
                 self.on_lost(why)
         link.close()
@@ -341,3 +395,15 @@ class ExabgpBackend(Backend):
 
 class _Refused(Exception):
     """ExaBGP answered `error` (it gives no reason)."""
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _event_time(value: object) -> float:
+    """When ExaBGP saw the change (its events carry it; the bridge replays old ones on a reconnect)."""
+    now = time.time()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= now + 60:
+        return float(value)
+    return now

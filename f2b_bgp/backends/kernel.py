@@ -18,12 +18,10 @@ import os
 import socket
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
-
-from netaddr import IPNetwork
 from pyroute2 import AsyncIPRoute
 
 from ..config import KernelConfig
+from ..model import BackendStatus, Prefix
 from .base import Backend, BackendUnavailable, Failures
 from .rtnl_route import ROUTE_TYPES, Ack, RouteEncoder, RouteSpec, Verb
 from .rtnl_socket import RouteSocket
@@ -34,24 +32,22 @@ BATCH = 512  # route messages per send; their acks fit the socket's receive buff
 VERB_NAMES = {Verb.ADD: "replace", Verb.DELETE: "del"}
 
 
-def wire(prefix: IPNetwork) -> tuple[int, bytes, int]:
-    """(address family, destination bytes, prefix length): the one place that knows the prefix type."""
-    if prefix.version == 4:
-        return socket.AF_INET, prefix.value.to_bytes(4, "big"), prefix.prefixlen
-    return socket.AF_INET6, prefix.value.to_bytes(16, "big"), prefix.prefixlen
+def wire(prefix: Prefix) -> tuple[int, bytes, int]:
+    """(address family, destination bytes, prefix length) of a route message."""
+    return socket.AF_INET if prefix.version == 4 else socket.AF_INET6, prefix.packed, prefix.length
 
 
 class _Call:
     """One announce or withdraw: sent in slices, its prefixes settled one by one in any order."""
 
-    def __init__(self, verb: Verb, prefixes: Sequence[IPNetwork]) -> None:
+    def __init__(self, verb: Verb, prefixes: Sequence[Prefix]) -> None:
         self.verb, self.prefixes = verb, prefixes
         self.sent = 0  # prefixes[:sent] are in a batch
         self.left = len(prefixes)
         self.failures: Failures = {}
         self.done: asyncio.Future[Failures] = asyncio.get_running_loop().create_future()
 
-    def settle(self, prefix: IPNetwork, error: str | None) -> None:
+    def settle(self, prefix: Prefix, error: str | None) -> None:
         if error is not None:
             self.failures[prefix] = error
         self.left -= 1
@@ -97,36 +93,32 @@ class KernelBackend(Backend):
     def ready(self) -> bool:
         return self.routes is not None
 
-    async def announce(self, prefixes: Sequence[IPNetwork]) -> Failures:
+    async def announce(self, prefixes: Sequence[Prefix]) -> Failures:
         return await self._submit(Verb.ADD, prefixes)
 
-    async def withdraw(self, prefixes: Sequence[IPNetwork]) -> Failures:
+    async def withdraw(self, prefixes: Sequence[Prefix]) -> Failures:
         return await self._submit(Verb.DELETE, prefixes)
 
-    async def installed(self) -> set[IPNetwork] | None:
+    async def installed(self) -> set[Prefix] | None:
         if self.ipr is None:
             return None
-        found: set[IPNetwork] = set()
+        found: set[Prefix] = set()
         for family in (socket.AF_INET, socket.AF_INET6):
             dump = await self.ipr.route("dump", family=family, proto=self.config.protocol, table=self.config.table)
             async for route in dump:
-                found.add(IPNetwork(f"{route.get('dst')}/{route['dst_len']}"))
+                found.add(Prefix.parse(f"{route.get('dst')}/{route['dst_len']}"))
         return found
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "ready": self.ready,
-            "table": self.config.table,
-            "protocol": self.config.protocol,
-            "route_type": self.config.route_type.value,
-            "queued": sum(len(call.prefixes) - call.sent for call in self.queue),
-            "sent": dict(self.routes.counts) if self.routes else {},
-            "last_error": self.last_error,
-        }
+    def status(self) -> BackendStatus:
+        settings = {"table": self.config.table, "protocol": self.config.protocol,
+                    "route_type": self.config.route_type.value}
+        counters = {"queued": sum(len(call.prefixes) - call.sent for call in self.queue),
+                    **(self.routes.counts if self.routes else {})}
+        return BackendStatus(ready=self.ready, last_error=self.last_error, settings=settings, counters=counters)
 
     # the queue and its sender ------------------------------------------------------------------------
 
-    async def _submit(self, verb: Verb, prefixes: Sequence[IPNetwork]) -> Failures:
+    async def _submit(self, verb: Verb, prefixes: Sequence[Prefix]) -> Failures:
         if self.routes is None:
             raise BackendUnavailable("kernel backend not started")
         if not prefixes:
@@ -157,9 +149,9 @@ class KernelBackend(Backend):
                 # go on and new calls queue, before the next batch
                 await asyncio.sleep(0)
 
-    def _next_batch(self) -> list[tuple[_Call, IPNetwork]]:
+    def _next_batch(self) -> list[tuple[_Call, Prefix]]:
         """Up to BATCH prefixes, taking what is left of each queued call in turn; a call not done goes last."""
-        batch: list[tuple[_Call, IPNetwork]] = []
+        batch: list[tuple[_Call, Prefix]] = []
         for _ in range(len(self.queue)):
             if len(batch) >= BATCH:
                 break
@@ -177,14 +169,14 @@ class KernelBackend(Backend):
             for prefix in call.prefixes[call.sent:]:
                 call.settle(prefix, error)
 
-    async def _send_batch(self, batch: list[tuple[_Call, IPNetwork]]) -> None:
+    async def _send_batch(self, batch: list[tuple[_Call, Prefix]]) -> None:
         assert self.routes is not None
         requests = []
         for call, prefix in batch:
             seq = self.routes.next_seq()
             requests.append((seq, self.encoder.encode(call.verb, seq, *wire(prefix))))
         acks = await self.routes.exchange(requests)
-        failed: list[tuple[IPNetwork, str]] = []
+        failed: list[tuple[Prefix, str]] = []
         for (call, prefix), (seq, _) in zip(batch, requests):
             error = _error(call.verb, acks[seq])
             if error is not None:

@@ -23,9 +23,13 @@ INJECTORS: dict[str, Callable[[Config], dict[str, str]]] = {
 TARGETS: tuple[str, ...] = (*FIREWALLS, *INJECTORS)
 
 
-def render(target: str, config: Config, peer: str | None = None) -> dict[str, str]:
+def render(target: str, config: Config, peer: str | None = None,
+           routeros_syntax: routeros.Syntax = routeros.NEWEST) -> dict[str, str]:
     """File name -> content for TARGET. A firewall target is rendered for the peer
-    named (bgp.peers[].name), which may be left out when there is only one."""
+    named (bgp.peers[].name), which may be left out when there is only one;
+    ROUTEROS_SYNTAX is the connection syntax of the routeros target."""
+    if target == "routeros":
+        return routeros.render(config, peer, routeros_syntax)
     if target in FIREWALLS:
         return FIREWALLS[target](config, peer)
     if target in INJECTORS:

@@ -25,7 +25,8 @@ def render(config: Config) -> dict[str, str]:
     return {
         "exabgp.conf": template(
             "exabgp.conf",
-            header=head("exabgp.conf", _conf_placeholders(p, socket)),
+            header=head("exabgp.conf", _conf_placeholders(p, socket, config.exabgp.bridge_program)),
+            program=config.exabgp.bridge_program,
             socket_option=_socket_option(socket),
             router_id=p.injector_id("ExaBGP"),
             local_as=p.injector_as,
@@ -63,10 +64,11 @@ def _bind(p: Peering) -> list[str]:
     return list(dict.fromkeys(str(s.injector) for s in p.sessions))
 
 
-def _conf_placeholders(p: Peering, socket: Path) -> list[Placeholder]:
+def _conf_placeholders(p: Peering, socket: Path, program: Path) -> list[Placeholder]:
     where = "the bridge's default, so not on the run line" if socket == DEFAULT_BRIDGE_SOCKET else "on the run line"
     return injector_sessions(p, names=True) + [
         Placeholder(str(socket), "backends.exabgp.bridge_socket", f"the daemon's bridge socket ({where})"),
+        Placeholder(str(program), "backends.exabgp.bridge_program", "the f2b-bgp that runs the bridge"),
     ]
 
 

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 
 from netaddr import IPAddress, IPNetwork
 
-from f2b_bgp.config import Config, Peer
+from f2b_bgp.config import Config, Peer, discard_next_hops
+from f2b_bgp.defaults import BLACKHOLE
 from f2b_bgp.errors import ConfigError
 from f2b_bgp.guards import ProtectedPrefix
-
-BLACKHOLE = "65535:666"
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,8 @@ class Session:
 @dataclass(frozen=True)
 class Peering:
     sessions: tuple[Session, ...]
-    # what the firewall refuses: the guards' protected, peer and next-hop prefixes and the
-    # discard next-hops, minimal (entries inside another entry are left out)
+    # what the firewall refuses: the guards' protected, peer and next-hop prefixes (the discard
+    # next-hops among them), minimal (entries inside another entry are left out)
     refused: tuple[ProtectedPrefix, ...]
     discard: tuple[ProtectedPrefix, ...]
     min_length_ipv4: int
@@ -81,11 +80,10 @@ class Peering:
 
 def peering(config: Config) -> Peering:
     bgp = config.bgp
-    discard = _discard(config)
     return Peering(
         sessions=tuple(_session(i, peer, bgp.local_as) for i, peer in enumerate(bgp.peers)),
-        refused=minimal(config.guards.protected + discard),
-        discard=discard,
+        refused=minimal(config.guards.protected),
+        discard=discard_next_hops(bgp),
         min_length_ipv4=config.guards.min_length_ipv4,
         min_length_ipv6=config.guards.min_length_ipv6,
         communities=bgp.communities,
@@ -94,14 +92,6 @@ def peering(config: Config) -> Peering:
         prefix_limit=bgp.prefix_limit,
         injector_as=bgp.local_as,
         injector_router_id=bgp.router_id,
-    )
-
-
-def _discard(config: Config) -> tuple[ProtectedPrefix, ...]:
-    """A blackhole for a discard next-hop would resolve through itself: refuse those too."""
-    return tuple(
-        ProtectedPrefix(IPNetwork(f"{address}/{address.netmask_bits()}"), key, "next-hop")
-        for address, key in ((config.bgp.discard_ipv4, "discard_ipv4"), (config.bgp.discard_ipv6, "discard_ipv6"))
     )
 
 
@@ -183,7 +173,7 @@ def _policy(p: Peering, refused: str) -> list[Placeholder]:
 
 
 def _protected_key(entry: ProtectedPrefix) -> str:
-    if entry.kind == "peer":
+    if entry.kind in ("peer", "host-address"):
         return f"bgp.peers ({entry.name})"
     if entry.kind == "next-hop":
         return f"bgp.{entry.name}"

@@ -29,8 +29,25 @@ def exabgp_config(workdir: Path, neighbor: str, local_address: str, router_id: s
     return path
 
 
+def with_bridge_program(source: Path, workdir: Path, program: str) -> Path:
+    """A copy of SOURCE (the shipped exabgp.conf) in WORKDIR with its one placeholder that names a
+    file on the host, the bridge PROGRAM (backends.exabgp.bridge_program, listed in its header),
+    replaced by a wrapper that runs this checkout's f2b-bgp with this Python."""
+    wrapper = workdir / "f2b-bgp"
+    repo = Path(__file__).parents[2]
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={repo}${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} -m f2b_bgp "$@"\n')
+    wrapper.chmod(0o755)
+    text = source.read_text(encoding="utf-8")
+    run = f"    run {program} exabgp-bridge"
+    assert text.count(run) == 1, f"{source}: expected one line starting {run!r}"
+    path = workdir / "exabgp.conf"
+    path.write_text(text.replace(run, f"    run {wrapper} exabgp-bridge"), encoding="utf-8")
+    return path
+
+
 class Exabgp(Daemon):
     """config: path of an exabgp.conf (used in place). listen: address to accept BGP on (None: connect only).
+    env_file: given to ExaBGP as `--env-file` (the environment still wins over it).
 
     announce()/send() append API lines to WORKDIR/cmds, which configs from exabgp_config() follow.
     """
@@ -38,9 +55,11 @@ class Exabgp(Daemon):
     name = "exabgp"
 
     def __init__(self, netns: str, config: Path, listen: str | None = None, port: int = 179,
-                 workdir: Path | None = None, env: Mapping[str, str] | None = None, start_timeout: float = 30) -> None:
+                 workdir: Path | None = None, env: Mapping[str, str] | None = None, start_timeout: float = 30,
+                 env_file: Path | None = None) -> None:
         super().__init__(netns, workdir)
         self.config, self.listen, self.port, self.start_timeout = Path(config), listen, port, start_timeout
+        self.env_file = env_file
         self.env = dict(env or {})
         self.commands = self.workdir / COMMANDS_FILE
 
@@ -50,7 +69,8 @@ class Exabgp(Daemon):
                "exabgp_log_destination": "stdout", "exabgp_daemon_daemonize": "false"}
         if self.listen:
             env |= {"exabgp_tcp_bind": self.listen, "exabgp_tcp_port": str(self.port)}
-        proc = self.spawn([sys.executable, "-m", "exabgp", "server", str(self.config)], "exabgp.log",
+        env_file = ["--env-file", str(self.env_file)] if self.env_file else []
+        proc = self.spawn([sys.executable, "-m", "exabgp", *env_file, "server", str(self.config)], "exabgp.log",
                           env=env | self.env)
         if self.listen:
             proc.wait_ready(self._listening, self.start_timeout, f"ExaBGP listening on {self.listen}:{self.port}")

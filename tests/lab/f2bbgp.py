@@ -46,8 +46,11 @@ class F2bBgp(Daemon):
 
     name = "f2b-bgp"
 
-    def __init__(self, netns: str, config: str, workdir: Path | None = None, start_timeout: float = 20) -> None:
+    def __init__(self, netns: str, config: str, workdir: Path | None = None, start_timeout: float = 20,
+                 serve_args: tuple[str, ...] = ()) -> None:
+        """serve_args: e.g. ("--discard",) for a new store in a namespace where an earlier daemon left routes."""
         super().__init__(netns, workdir)
+        self.serve_args = serve_args
         self.config = self.workdir / "config.toml"
         self.config.write_text(config.replace("{workdir}", str(self.workdir)))
         self.socket = self.workdir / SOCKET
@@ -56,7 +59,8 @@ class F2bBgp(Daemon):
     def start(self) -> None:
         log = self.workdir / "daemon.log"
         mark = log.stat().st_size if log.exists() else 0
-        proc = self.spawn([sys.executable, "-m", "f2b_bgp", "--config", str(self.config), "serve"], "daemon.log",
+        proc = self.spawn([sys.executable, "-m", "f2b_bgp", "--config", str(self.config), "serve",
+                           *self.serve_args], "daemon.log",
                           cwd=Path(__file__).parents[2])
         proc.wait_ready(lambda: "ready socket=" in log.read_text()[mark:], self.start_timeout, "f2b-bgp ready")
 

@@ -41,7 +41,6 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 SYSTEM_LIB = Path("/usr/lib/python3/dist-packages")
 FAIL2BAN_SERVER = shutil.which("fail2ban-server") or "/usr/bin/fail2ban-server"
 FAIL2BAN_CLIENT = shutil.which("fail2ban-client") or "/usr/bin/fail2ban-client"
-F2B_BGP = str(Path(sys.executable).parent / "f2b-bgp")  # the real script, not a pyenv shim
 
 SERVER_CONF = """[Definition]
 loglevel = INFO
@@ -139,7 +138,7 @@ class Fail2banServer(Daemon):
 
     jail_local: text of jail.local ("{dir}" becomes the work dir).
     action_locals: {"bgp-blackhole.local": text} written to action.d/.
-    env: extra environment of the server (e.g. F2B_BGP_SOCKET for the Python action).
+    env: extra environment of the server (e.g. F2B_BGP_SOCKET and F2B_BGP_QUEUE for the Python action).
     log_files: names of the (empty) log files the jails watch, created in the work dir.
     """
 

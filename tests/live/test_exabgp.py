@@ -1,8 +1,9 @@
 """Issue 5 live scenario: the f2b-bgp daemon announces through ExaBGP, started from the shipped exabgp/ files.
 
 Injector: f2b-bgp (ExaBGP and kernel backends together) + ExaBGP running `f2b-bgp exabgp-bridge`, loaded from
-exabgp/exabgp.conf and exabgp/exabgp.env byte for byte; the environment overrides only what a
-test must (user root, log to stdout, the bridge socket in the daemon's work dir, PATH).
+exabgp/exabgp.conf and exabgp/exabgp.env byte for byte but for the documented placeholder
+backends.exabgp.bridge_program (a wrapper running this checkout); the environment overrides only
+what a test must (user root, log to stdout, the bridge socket in the daemon's work dir).
 Receivers on the firewall: FRR, BIRD and OpenBGPD from their shipped snippets, GoBGP from the
 lab's config (RIB only, as OpenBGPD on Linux).
 
@@ -16,6 +17,7 @@ lab's config (RIB only, as OpenBGPD on Linux).
 | 060 | kill -9 the daemon, start it | routes stay; replay finds them in place |
 | 070 | ban with a 2 s ban time | route appears, then goes by itself |
 | 080 | SIGSTOP ExaBGP: the ban times out (exit code 6, pending); SIGCONT | the replay makes it active, nothing stray |
+| 085 | add a community to the config, SIGHUP; remove it, restart the daemon | the route carries it, then loses it |
 | 900 | 10,000 IPv6 bans over one API connection | all 10,000 on the receiver; flush: none |
 """
 
@@ -25,7 +27,6 @@ import json
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,9 +36,10 @@ from pathlib import Path
 import pytest
 
 from f2b_bgp.errors import ExitCode
+from f2b_bgp.peering.regenerate import reference_config
 from tests.lab.asserts import assert_established, assert_no_route, assert_route
 from tests.lab.bird import Bird
-from tests.lab.exabgp import Exabgp
+from tests.lab.exabgp import Exabgp, with_bridge_program
 from tests.lab.f2bbgp import FW1, F2bBgp, lab_config
 from tests.lab.frr import Frr
 from tests.lab.gobgp import Gobgp
@@ -62,6 +64,7 @@ STORM = 10_000
 ACK_TIMEOUT = 3
 
 DAEMON_CONFIG = lab_config(retry_interval=1, guards="max_routes = 20000\nmax_rate = 20000", rest=f"""[bgp]
+prefix_limit = 20000
 local_as = 65001
 router_id = "198.51.100.2"
 next_hop_ipv4 = "198.51.100.2"
@@ -73,6 +76,7 @@ enabled = true
 [backends.exabgp]
 enabled = true
 bridge_socket = "{{workdir}}/exabgp.sock"
+bridge_user = "root"  # the lab runs ExaBGP as root
 batch_size = 200
 ack_timeout = {ACK_TIMEOUT}
 """)
@@ -159,11 +163,9 @@ class Lab:
 def exabgp_env(daemon: F2bBgp) -> dict[str, str]:
     """The test's only departures from exabgp/exabgp.env (environment variables win over the file)."""
     return {
-        "EXABGP_ENVFILE": str(EXABGP_DIR / "exabgp.env"),
         "exabgp_daemon_user": "root",
         "exabgp_log_destination": "stdout",
         "F2B_BGP_BRIDGE_SOCKET": str(daemon.workdir / "exabgp.sock"),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     }
 
 
@@ -176,8 +178,10 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         stack.enter_context(ServerListener(topo))
         receiver = start_receiver(stack, request.param, topo, workdir)
         daemon = stack.enter_context(F2bBgp(topo.ns("injector"), DAEMON_CONFIG))
-        exabgp = stack.enter_context(Exabgp(topo.ns("injector"), EXABGP_DIR / "exabgp.conf", listen=INJECTOR,
-                                            workdir=workdir, env=exabgp_env(daemon)))
+        # started as docs/peering.md says: exabgp --env-file exabgp.env server exabgp.conf
+        conf = with_bridge_program(EXABGP_DIR / "exabgp.conf", workdir, str(reference_config().exabgp.bridge_program))
+        exabgp = stack.enter_context(Exabgp(topo.ns("injector"), conf, listen=INJECTOR, workdir=workdir,
+                                            env=exabgp_env(daemon), env_file=EXABGP_DIR / "exabgp.env"))
         yield Lab(request.param, topo, receiver, daemon, exabgp)
 
 
@@ -271,8 +275,8 @@ def test_060_daemon_restart_keeps_routes_in_place(lab: Lab) -> None:
     # the bridge reconnects; the replay finds the route in ExaBGP and sends nothing
     lab.wait(lambda: lab.status()["ready"], "bridge reconnected")
     lab.wait(lambda: lab.bans()[ATTACKER["4"]]["state"] == "active", "ban active after the replay")
-    assert lab.status()["sent"]["announced"] == 0
-    assert lab.status()["sent"]["connects"] == 1
+    assert lab.status()["counters"]["announced"] == 0
+    assert lab.status()["counters"]["connects"] == 1
     assert_route(lab.peer, ATTACKER["4"], communities=[BLACKHOLE], timeout=SETTLE)
 
 
@@ -292,9 +296,9 @@ def test_080_a_stalled_exabgp_times_out_and_the_replay_repairs_it(lab: Lab) -> N
         assert result.returncode == ExitCode.PENDING, result.stdout + result.stderr
         assert lab.backend_states(ATTACKER["4"]) == {"exabgp": "pending", "kernel": "active"}
         status = lab.status()
-        assert status["sent"]["timeouts"] >= 1 and "ack" in status["last_error"], status
+        assert status["counters"]["timeouts"] >= 1 and "ack" in status["last_error"], status
         # 2. the bridge reconnects at once, and the replay's `show adj-rib out` times out as well
-        lab.wait(lambda: lab.status()["sent"]["timeouts"] >= 2, "the replay timed out too", timeout=4 * ACK_TIMEOUT)
+        lab.wait(lambda: lab.status()["counters"]["timeouts"] >= 2, "the replay timed out too", timeout=4 * ACK_TIMEOUT)
     finally:
         exabgp.kill(signal.SIGCONT)
     # 3. ExaBGP runs again: the late acks and show output go nowhere, the next reconnect replays the store
@@ -303,6 +307,27 @@ def test_080_a_stalled_exabgp_times_out_and_the_replay_repairs_it(lab: Lab) -> N
     lab.daemon.call("flush")
     assert_no_route(lab.peer, ATTACKER["4"], timeout=SETTLE)
     assert ipv6_count(lab.receiver) == 0
+
+
+def test_085_changed_attributes_are_announced_after_a_reload_and_a_restart(lab: Lab) -> None:
+    lab.wait(lambda: lab.status()["ready"], "bridge connected")
+    lab.ban(ATTACKER["4"])
+    assert_route(lab.peer, ATTACKER["4"], communities=[BLACKHOLE], timeout=SETTLE)
+    original = lab.daemon.config.read_text()
+    try:
+        lab.daemon.config.write_text(original.replace("[bgp]\n", '[bgp]\ncommunities = ["65001:666"]\n'))
+        os.kill(lab.daemon.processes[-1].pid, signal.SIGHUP)
+        assert_route(lab.peer, ATTACKER["4"], communities=[BLACKHOLE, "65001:666"], timeout=SETTLE)
+    finally:
+        lab.daemon.config.write_text(original)
+    lab.daemon.kill()
+    lab.daemon.start()  # the store remembers what ExaBGP was told: the old community goes
+
+    def plain() -> bool:
+        route = lab.peer.rib().get(ATTACKER["4"])
+        return route is not None and BLACKHOLE in route.communities and "65001:666" not in route.communities
+
+    lab.wait(plain, "route announced again without 65001:666")
 
 
 def test_900_ten_thousand_bans_arrive_and_go(lab: Lab) -> None:
@@ -315,7 +340,7 @@ def test_900_ten_thousand_bans_arrive_and_go(lab: Lab) -> None:
     assert all(a["state"] == "active" for a in answers), {a["state"] for a in answers}
     lab.wait(lambda: ipv6_count(lab.receiver) == STORM, f"{STORM} IPv6 routes on {lab.name}", timeout=120)
     print(f"{lab.name}: {STORM} bans acknowledged by ExaBGP in {took:.1f} s, "
-          f"lines sent {lab.status()['sent']['lines']}")
+          f"lines sent {lab.status()['counters']['lines']}")
     assert lab.daemon.call("flush")["removed"] == STORM
     lab.wait(lambda: ipv6_count(lab.receiver) == 0, f"no IPv6 route left on {lab.name}", timeout=120)
 

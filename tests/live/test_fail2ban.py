@@ -4,8 +4,8 @@ Every test runs twice: with `banaction = bgp-blackhole` (the shell action) and w
 `banaction = bgp-blackhole.py` (the Python action). fail2ban gets Debian's stock
 jail.conf and our fail2ban/action.d, filter.d and jail.d byte for byte; the test adds
 jail.local (log paths, polling backend, short ban times, its own extra jails) and
-action.d/bgp-blackhole.local (the daemon's socket, the f2b-bgp command): fail2ban's own
-override files. Addresses: 192.0.2.1 and 2001:db8::1 (documentation ranges, allowed by
+action.d/bgp-blackhole.local (the daemon's queue): fail2ban's own override files; the
+Python action finds the socket and the queue in the server's environment. Addresses: 192.0.2.1 and 2001:db8::1 (documentation ranges, allowed by
 the daemon's test config), more from 192.0.2.0/24 and 2001:db8::/32.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.fail2ban import F2B_BGP, Fail2banServer, Namespace, append, fail2ban_missing
+from tests.lab.fail2ban import Fail2banServer, Namespace, append, fail2ban_missing
 from tests.lab.f2bbgp import F2bBgp
 from tests.lab.wait import wait_until, wait_until_empty
 
@@ -40,6 +40,9 @@ protected = [{{ prefix = "198.51.100.0/24", name = "our network" }}]
 allow_special = ["192.0.2.0/24", "2001:db8::/32", "203.0.113.0/24"]
 max_routes = 1000
 max_rate = 10000
+[bgp]
+# 192.0.2.1 is fail2ban's test address here; as the default discard next-hop the guards would refuse it
+discard_ipv4 = "192.0.2.254"
 """
 SHORT = 4  # seconds, the "short" jail's bantime
 
@@ -90,28 +93,44 @@ filter = routeros-auth
 logpath = {dir}/flushonstop.log
 action = {action}[withdraw_on_stop=true]
 
-[nodaemon]
+[noqueue]
 enabled = true
 filter = routeros-auth
-logpath = {dir}/nodaemon.log
-action = {action}[socket="{dir}/missing.sock"]
-{conf_only}"""
-# The shell action's exit-code handling, with a stand-in client that exits 6 (pending) or 4 (refused).
-CONF_ONLY = """
-[pending]
-enabled = true
-filter = routeros-auth
-logpath = {dir}/pending.log
-action = bgp-blackhole[f2bbgp="{dir}/exit6"]
+logpath = {dir}/noqueue.log
+action = {action}[queue="{dir}/missing-dir/fail2ban.queue"]
 
-[refused]
+[diskfull]
 enabled = true
 filter = routeros-auth
-logpath = {dir}/refused.log
-action = bgp-blackhole[f2bbgp="{dir}/exit4"]
+logpath = {dir}/diskfull.log
+action = {action}[queue="/dev/full"]
+
+[storm]
+enabled = true
+filter = routeros-auth
+logpath = {dir}/storm.log
+action = {action}
+
+[{hostile}]
+enabled = true
+filter = routeros-auth
+logpath = {dir}/hostile.log
+action = {action}
+{conf_only}"""
+# A name given as an action option may span lines: one of them the here-document's end marker.
+CONF_ONLY = """
+[multiline]
+enabled = true
+filter = routeros-auth
+logpath = {dir}/multiline.log
+action = bgp-blackhole[name="first
+  f2b-bgp1 ban 203.0.113.99 1 600 0 0 forged
+  F2B_BGP_END_OF_JAIL_NAME
+  touch {dir}/pwned-multiline"]
 """
-LOG_FILES = ("auth.log", "routeros.log", "short.log", "forever.log", "incr.log", "flushonstop.log", "nodaemon.log",
-             "pending.log", "refused.log")
+HOSTILE_JAIL = 'evil"; touch {dir}/pwned-1; echo $(touch {dir}/pwned-2) `touch {dir}/pwned-3` \'x|y&'
+LOG_FILES = ("auth.log", "routeros.log", "short.log", "forever.log", "incr.log", "flushonstop.log", "noqueue.log",
+             "diskfull.log", "storm.log", "hostile.log", "multiline.log")
 VARIANTS = {
     "conf": {"action": "bgp-blackhole", "override": "", "conf_only": CONF_ONLY},
     "py": {"action": "bgp-blackhole.py", "override": "banaction = bgp-blackhole.py\nbanaction_allports = bgp-blackhole.py",
@@ -154,15 +173,12 @@ def daemon(netns: Namespace) -> Iterator[F2bBgp]:
 def f2b(request: pytest.FixtureRequest, daemon: F2bBgp) -> Iterator[Fail2banServer]:
     variant = VARIANTS[request.param]
     jails = JAIL_LOCAL.replace("{conf_only}", variant["conf_only"]).replace("{action}", variant["action"])
-    jails = jails.replace("{override}", variant["override"])
+    jails = jails.replace("{override}", variant["override"]).replace("{hostile}", HOSTILE_JAIL)
     jails = jails.replace("%(short)s", str(SHORT))
-    local = f"[Init]\nsocket = {daemon.socket}\nf2bbgp = {F2B_BGP}\n"
-    server = Fail2banServer(jails, {"bgp-blackhole.local": local}, env={"F2B_BGP_SOCKET": str(daemon.socket)},
+    queue = daemon.workdir / "fail2ban.queue"
+    server = Fail2banServer(jails, {"bgp-blackhole.local": f"[Init]\nqueue = {queue}\n"},
+                            env={"F2B_BGP_SOCKET": str(daemon.socket), "F2B_BGP_QUEUE": str(queue)},
                             log_files=LOG_FILES)
-    for code in (4, 6):
-        stub = server.workdir / f"exit{code}"
-        stub.write_text(f"#!/bin/sh\necho \"$@\" >> {server.workdir}/exit{code}.args\nexit {code}\n")
-        stub.chmod(0o755)
     server.variant = request.param  # type: ignore[attr-defined]
     server.action = variant["action"]  # type: ignore[attr-defined]
     with server:
@@ -172,9 +188,12 @@ def f2b(request: pytest.FixtureRequest, daemon: F2bBgp) -> Iterator[Fail2banServ
 @pytest.fixture(autouse=True)
 def clean(f2b: Fail2banServer, daemon: F2bBgp, netns: Namespace) -> Iterator[None]:
     """Each test starts with no ban in fail2ban, none in the daemon, no route."""
+    if not any(p.alive() for p in daemon.processes):
+        daemon.start()
     if not any(p.alive() for p in f2b.processes):
         f2b.start()
     f2b.client("unban", "--all")
+    wait_queue_applied(daemon)
     daemon.call("flush")
     wait_until_empty(netns.routes, 10, "no routes before the test")
     yield
@@ -202,6 +221,10 @@ def wait_routes(netns: Namespace, f2b: Fail2banServer, daemon: F2bBgp, present: 
         raise AssertionError(f"{exc}\nroutes: {netns.routes()}\n{f2b.log_tail(40)}\n{daemon.log_tail(20)}") from None
 
 
+def wait_queue_applied(daemon: F2bBgp, timeout: float = 30) -> None:
+    wait_until(lambda: daemon.call("status")["queue"]["depth"] == 0, timeout, "the daemon applied the fail2ban queue")
+
+
 def wait_banned(f2b: Fail2banServer, jail: str, addresses: set[str], timeout: float = 15) -> None:
     wait_until(lambda: addresses <= set(f2b.banned(jail)), timeout, f"fail2ban {jail} bans {sorted(addresses)}")
 
@@ -210,7 +233,7 @@ def wait_banned(f2b: Fail2banServer, jail: str, addresses: set[str], timeout: fl
 
 def test_010_shipped_jails_use_the_action(f2b: Fail2banServer) -> None:
     jails = f2b.client("status").stdout
-    for jail in ("sshd", "routeros", "short", "forever", "incr", "flushonstop", "nodaemon"):
+    for jail in ("sshd", "routeros", "short", "forever", "incr", "flushonstop", "noqueue", "diskfull", "storm"):
         assert jail in jails
     for jail in ("sshd", "routeros"):
         actions = f2b.client("get", jail, "actions").stdout
@@ -348,12 +371,18 @@ def test_090_hostile_log_lines_run_no_command(f2b: Fail2banServer, daemon: F2bBg
     assert [line for line in new_log.splitlines() if "ERROR" in line and "routeros" in line] == []
 
 
-def test_100_daemon_not_running_is_said_clearly(f2b: Fail2banServer) -> None:
-    log = f2b.log_text()
-    assert "missing.sock" in log and "not reachable" in log, f2b.log_tail(40)  # at the jail's start
-    f2b.client("set", "nodaemon", "banip", V4)  # fail2ban keeps it banned; the failure is logged
-    new_log = f2b.log_text()[len(log):]
-    assert "Failed to execute ban" in new_log and "not reachable" in new_log, new_log
+def test_100_a_queue_that_cannot_be_written_fails_visibly(f2b: Fail2banServer, daemon: F2bBgp) -> None:
+    if f2b.variant == "py":  # the Python action queues only what the daemon cannot take
+        daemon.stop()
+        daemon.processes.clear()
+    mark = len(f2b.log_text())
+    f2b.client("set", "noqueue", "banip", V4)  # fail2ban keeps it banned; the failure is in its log
+    f2b.client("set", "diskfull", "banip", V6)
+    new_log = f2b.log_text()[mark:]
+    for jail in ("noqueue", "diskfull"):
+        assert f"Failed to execute ban jail '{jail}'" in new_log, new_log
+    assert "cannot append to the queue" in new_log and "missing-dir/fail2ban.queue" in new_log, new_log
+    assert "/dev/full" in new_log, new_log
 
 
 def test_110_reload_keeps_the_action(f2b: Fail2banServer, daemon: F2bBgp, netns: Namespace) -> None:
@@ -364,15 +393,90 @@ def test_110_reload_keeps_the_action(f2b: Fail2banServer, daemon: F2bBgp, netns:
     wait_routes(netns, f2b, daemon, set(), {prefix(V4), prefix(V6)}, what="unbans after reload")
 
 
-def test_120_shell_action_counts_pending_as_done_and_logs_refusals(f2b: Fail2banServer) -> None:
-    if f2b.variant != "conf":
-        pytest.skip("exit codes concern the shell action only (the Python action is unit-tested for them)")
+def test_120_a_refused_ban_is_in_the_daemons_log_and_events(f2b: Fail2banServer, daemon: F2bBgp) -> None:
     mark = len(f2b.log_text())
-    f2b.client("set", "pending", "banip", V4)
-    f2b.client("set", "refused", "banip", V4)
-    new_log = f2b.log_text()[mark:]
-    assert "Failed to execute ban jail 'pending'" not in new_log, new_log
-    assert "Failed to execute ban jail 'refused'" in new_log, new_log
-    argv = (f2b.workdir / "exit6.args").read_text().splitlines()[-1]
-    assert re.fullmatch(rf"--socket \S+ ban --jail pending --bantime 600 --started \d+(\.\d+)? "
-                        rf"--reason fail2ban: \d+ failures, restored=0 -- {re.escape(V4)}", argv), argv
+    f2b.client("set", "routeros", "banip", "198.51.100.7")  # inside guards.protected
+    def refused() -> list[dict]:
+        return [e for e in daemon.call("events", prefix="198.51.100.7", limit=20)["events"] if "protected" in e["detail"]]
+    found = wait_until(refused, 10, "the refusal in the event log")
+    assert any(e["event"] == "refuse" and "our network" in e["detail"] for e in found), found
+    listing = daemon.cli("events", "--prefix", "198.51.100.7", "--since", "5m")
+    assert listing.returncode == 0 and "protected" in listing.stdout, listing
+    assert "guard=protected" in daemon.log_tail(200)
+    if f2b.variant == "py":  # the Python action also puts the daemon's reason in fail2ban's log
+        wait_until(lambda: "198.51.100.7 refused: refused: protected" in f2b.log_text()[mark:], 10,
+                   "the refusal in fail2ban's log")
+
+
+def test_130_hostile_jail_names_run_nothing_and_forge_no_line(f2b: Fail2banServer, daemon: F2bBgp,
+                                                              netns: Namespace) -> None:
+    """A jail name that is not a plain token is refused by the daemon (docs/contracts.md, names):
+    its ban runs nothing, forges nothing, and says why; a valid first line of a multi-line name is a name."""
+    name = HOSTILE_JAIL.replace("{dir}", str(f2b.workdir))
+    f2b.client("set", name, "banip", V4)
+    if f2b.variant == "conf":
+        f2b.client("set", "multiline", "banip", V6)  # the jail is called "multiline", the action's name differs
+        wait_routes(netns, f2b, daemon, {prefix(V6)}, what="the ban of the multi-line name's first line")
+        assert {o["jail"]: p for p, o in claims(daemon).items()} == {"first": prefix(V6)}
+        refusal = lambda: any(e["event"] == "queue" and "refused (usage): owner name" in e["detail"]  # noqa: E731
+                              for e in daemon.call("events", prefix=V4)["events"])
+    else:
+        refusal = lambda: "refused: usage: field 'jail' must be" in f2b.log_tail(40)  # noqa: E731
+    wait_until(refusal, 15, "the hostile jail's ban refused with its reason")
+    assert prefix(V4) not in netns.routes()
+    assert sorted(p.name for p in f2b.workdir.glob("pwned*")) == []
+    assert "203.0.113.99/32" not in netns.routes() and "forged" not in json.dumps(daemon.call("list"))
+
+
+def test_200_bans_and_unbans_while_the_daemon_is_down_are_applied_when_it_is_back(
+        f2b: Fail2banServer, daemon: F2bBgp, netns: Namespace) -> None:
+    ips = [f"203.0.113.{i}" for i in range(1, 51)] + [f"2001:db8:203::{i:x}" for i in range(1, 51)]
+    daemon.stop()
+    daemon.processes.clear()
+    before = time.time()
+    f2b.client("set", "storm", "banip", *ips)
+    f2b.client("set", "storm", "unbanip", *ips[45:55])
+    after = time.time()
+    assert len(f2b.banned("storm")) == 90
+    daemon.start()
+    kept = {prefix(a) for a in ips[:45] + ips[55:]}
+    wait_routes(netns, f2b, daemon, kept, {prefix(a) for a in ips[45:55]}, timeout=30, what="queued bans applied")
+    assert set(netns.routes()) == kept
+    started = daemon.call("status")["uptime"]
+    for owner in claims(daemon, "storm").values():  # fail2ban's ban time, not the time the daemon applied it
+        assert before - 1 <= owner["created"] <= after and owner["expires"] - owner["created"] == pytest.approx(600, abs=0.01)
+    assert after < time.time() - started  # the daemon started after the last ban
+    applied = [e for e in daemon.call("events", jail="storm", limit=1000)["events"] if e["event"] == "queue"]
+    assert len(applied) >= 110 and all(e["detail"].endswith(("active", "removed")) for e in applied[-110:]), applied[-3:]
+
+
+def test_210_kill_9_of_the_daemon_in_a_storm_loses_nothing(f2b: Fail2banServer, daemon: F2bBgp,
+                                                          netns: Namespace) -> None:
+    ips = [f"203.0.113.{i}" for i in range(1, 201)] + [f"2001:db8:203::{i:x}" for i in range(1, 201)]
+    storm = threading.Thread(target=f2b.client, args=("set", "storm", "banip", *ips), daemon=True)
+    storm.start()
+    wait_until(lambda: len(netns.routes()) >= 20, 30, "the storm under way")
+    daemon.kill()
+    daemon.processes.clear()
+    daemon.start()
+    storm.join(120)
+    assert not storm.is_alive()
+    wait_routes(netns, f2b, daemon, {prefix(a) for a in ips}, timeout=60, what="every ban of the storm")
+    assert len(claims(daemon, "storm")) == len(ips)
+
+
+def test_220_both_stopped_and_started_with_the_queue_on_disk(f2b: Fail2banServer, daemon: F2bBgp,
+                                                           netns: Namespace) -> None:
+    daemon.stop()
+    daemon.processes.clear()
+    f2b.client("set", "storm", "banip", V4, V6, "203.0.113.9")
+    f2b.client("set", "storm", "unbanip", "203.0.113.9")
+    f2b.stop()
+    assert (daemon.workdir / "fail2ban.queue").read_text().count("\n") >= 4
+    f2b.start()  # restores V4 and V6 (restored=1): queued again, behind the first lines
+    wait_banned(f2b, "storm", {V4, V6})
+    daemon.start()
+    wait_routes(netns, f2b, daemon, {prefix(V4), prefix(V6)}, {"203.0.113.9/32"}, timeout=30, what="queue after both restarts")
+    assert set(netns.routes()) == {prefix(V4), prefix(V6)}
+    wait_queue_applied(daemon)
+    assert daemon.call("status")["queue"]["malformed"] == 0

@@ -4,11 +4,10 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from netaddr import IPNetwork
-
 from f2b_bgp.backends.base import Backend, BackendUnavailable, Failures
 from f2b_bgp.config import parse_config
 from f2b_bgp.guards import HostFacts
+from f2b_bgp.model import Prefix
 from f2b_bgp.service import Service
 from f2b_bgp.store import Store
 
@@ -24,7 +23,7 @@ class MemoryBackend(Backend):
         self.announced: list[str] = []  # every prefix asked for, in order, repeats included
         self.gate: asyncio.Event | None = None  # set: announce waits for it (an ack still on its way)
 
-    async def announce(self, prefixes: Sequence[IPNetwork]) -> Failures:
+    async def announce(self, prefixes: Sequence[Prefix]) -> Failures:
         if not self.available:
             raise BackendUnavailable("not connected")
         self.announced += [str(p) for p in prefixes]
@@ -33,12 +32,12 @@ class MemoryBackend(Backend):
         self.routes |= {str(p) for p in prefixes if str(p) not in self.failing}
         return {p: "refused by test" for p in prefixes if str(p) in self.failing}
 
-    async def withdraw(self, prefixes: Sequence[IPNetwork]) -> Failures:
+    async def withdraw(self, prefixes: Sequence[Prefix]) -> Failures:
         self.routes -= {str(p) for p in prefixes}
         return {}
 
-    async def installed(self) -> set[IPNetwork] | None:
-        return {IPNetwork(p) for p in self.routes} if self.available else None
+    async def installed(self) -> set[Prefix] | None:
+        return {Prefix.parse(p) for p in self.routes} if self.available else None
 
 
 class Clock:
@@ -49,9 +48,13 @@ class Clock:
         return self.now
 
 
-def make(tmp_path: Path, **guards: object) -> tuple[Service, MemoryBackend, Clock]:
+def make(tmp_path: Path, fresh: bool = False, **guards: object) -> tuple[Service, MemoryBackend, Clock]:
     raw = {"guards": {"protected": ["198.51.100.0/24"], "allow_special": ["203.0.113.0/24"], **guards},
            "daemon": {"default_bantime": 600, "max_bantime": 3600}}
     backend, clock = MemoryBackend(), Clock()
+    if not fresh:
+        used = Store(tmp_path / "s.db")  # a store a daemon has used
+        used.mark_settled()
+        used.close()
     service = Service(parse_config(raw), Store(tmp_path / "s.db"), [backend], HostFacts(), clock=clock)
     return service, backend, clock

@@ -1,12 +1,16 @@
 """The reference config loads unchanged; every problem is reported with its dotted path."""
 
+import subprocess
+import sysconfig
+import sys
 from pathlib import Path
 
 import pytest
 from netaddr import IPNetwork
 
-from f2b_bgp.config import BLACKHOLE, RouteType, load_config, parse_config
-from f2b_bgp.errors import ConfigError
+from f2b_bgp.config import BLACKHOLE, RouteType, config_warnings, load_config, parse_config
+from f2b_bgp.errors import ConfigError, ExitCode
+from f2b_bgp.guards import Accepted, HostFacts, check_text
 
 REFERENCE = Path(__file__).parents[2] / "f2b_bgp" / "config.example.toml"
 
@@ -74,3 +78,134 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("[daemon\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+# --- one problem each, and no follow-up errors ----------------------------------------------------
+
+EXABGP = {"enabled": True}
+EXABGP_ON = {"exabgp": EXABGP}
+PEER = {"name": "fw", "address": "198.51.100.1", "asn": 65000, "local_address": "198.51.100.2"}
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"guards": {"protected": [{"prefix": "bogus"}]}}, "guards.protected[0].prefix: invalid"),  # no "is required"
+    ({"bgp": {"peers": ["198.51.100.1"]}}, "bgp.peers[0]: must be a table, not str"),  # no address/asn required
+    ({"bgp": {"next_hop_ipv6": "bogus"}, "backends": EXABGP_ON}, "bgp.next_hop_ipv6: failed to detect"),  # given, not missing
+    ({"guards": {"max_routes": "many"}, "bgp": {"prefix_limit": 5}}, "guards.max_routes: must be int, not str"),
+    ({"bgp": {"prefix_limit": 0}}, "bgp.prefix_limit: must be between"),  # max_routes not compared with a default
+    ({"bgp": []}, "bgp: must be a table, not list"),
+    ({"backends": {"kernel": {"enabled": "no"}}}, "backends.kernel.enabled: must be bool, not str"),
+], ids=["bad-prefix", "peer-not-a-table", "bad-next-hop", "bad-max-routes", "bad-prefix-limit", "bgp-not-a-table",
+        "bad-enabled"])
+def test_each_problem_once_without_follow_up_errors(raw: dict, expected: str) -> None:
+    found = problems(raw)
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+# --- keys that are valid alone but cannot work together: errors --------------------------------------
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"guards": {"max_routes": 20000}}, "guards.max_routes: 20000 is above bgp.prefix_limit (10000): past that the "
+                                        "firewalls close the session"),
+    ({"guards": {"max_routes": 51}, "bgp": {"prefix_limit": 50}}, "guards.max_routes: 51 is above bgp.prefix_limit (50)"),
+    ({"backends": {"kernel": {"enabled": False}}}, "backends: no backend enabled"),
+    ({"bgp": {"next_hop_ipv4": "2001:db8:1::2"}}, "bgp.next_hop_ipv4: '2001:db8:1::2' is not an IPv4 address"),
+    ({"bgp": {"next_hop_ipv6": "198.51.100.2"}}, "bgp.next_hop_ipv6: '198.51.100.2' is not an IPv6 address"),
+    ({"bgp": {"discard_ipv4": "100::1"}}, "bgp.discard_ipv4: '100::1' is not an IPv4 address"),
+    ({"bgp": {"discard_ipv6": "192.0.2.1"}}, "bgp.discard_ipv6: '192.0.2.1' is not an IPv6 address"),
+    ({"bgp": {"router_id": "2001:db8::2"}}, "bgp.router_id: '2001:db8::2' is not an IPv4 address"),
+    ({"bgp": {"peers": [{**PEER, "local_address": "2001:db8:1::2"}]}},
+     "bgp.peers[0].local_address: 2001:db8:1::2 is not IPv4 like address 198.51.100.1"),
+    ({"backends": EXABGP_ON}, "bgp.next_hop_ipv6: required with backends.exabgp"),
+], ids=["max-routes-default-limit", "max-routes-limit", "no-backend", "next-hop-ipv4-family", "next-hop-ipv6-family",
+        "discard-ipv4-family", "discard-ipv6-family", "router-id-family", "local-address-family",
+        "exabgp-without-ipv6-next-hop"])
+def test_keys_that_cannot_work_together_are_errors(raw: dict, expected: str) -> None:
+    found = problems(raw)
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+@pytest.mark.parametrize("raw", [
+    {"guards": {"max_routes": 50}, "bgp": {"prefix_limit": 50}},
+    {"bgp": {"next_hop_ipv6": "2001:db8:1::2"}, "backends": {"kernel": {"enabled": False}, **EXABGP_ON}},
+], ids=["max-routes-at-the-limit", "exabgp-only"])
+def test_keys_that_work_together(raw: dict) -> None:
+    parse_config(raw)
+
+
+# --- unusual but working: warnings ------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, expected", [
+    ({}, []),
+    ({"bgp": {"peers": [PEER]}, "backends": {"kernel": {"table": 254}}}, []),
+    ({"backends": {"kernel": {"table": 100}}},
+     ["backends.kernel.table: 100 is not the main table (254): FRR's zebra imports only the main table"]),
+    ({"bgp": {"next_hop_ipv6": "2001:db8:1::2"},
+      "backends": {"kernel": {"enabled": False, "table": 100}, "exabgp": {**EXABGP, "bridge_program": sys.executable}}},
+     []),
+    ({"bgp": {"next_hop_ipv6": "2001:db8:1::2"}, "backends": {"exabgp": {**EXABGP, "bridge_program": "/nonexistent/f2b-bgp"}}},
+     ["backends.exabgp.bridge_program: /nonexistent/f2b-bgp is not an executable file on this host"]),
+    ({"bgp": {"peers": [PEER, {"name": "fw2", "address": "198.51.100.3", "asn": 65000}]}},
+     ["bgp.peers[1].local_address: not set: `f2b-bgp peering` renders no snippet for this peer"]),
+], ids=["defaults", "peer-and-main-table", "kernel-other-table", "kernel-off-other-table", "bridge-program-missing",
+        "peer-without-local-address"])
+def test_unusual_settings_are_warnings(raw: dict, expected: list[str]) -> None:
+    found = config_warnings(parse_config(raw))
+    assert len(found) == len(expected) and all(w.startswith(e) for w, e in zip(found, expected)), found
+
+
+def test_reference_config_has_no_warnings() -> None:
+    assert config_warnings(load_config(REFERENCE)) == []
+
+
+def test_the_discard_next_hops_are_refused_by_the_guards() -> None:
+    """The firewalls route them to Null0; a blackhole for one would resolve through itself."""
+    config = parse_config({"bgp": {"discard_ipv4": "198.51.100.9", "discard_ipv6": "2001:db8:9::9"},
+                           "guards": {"allow_special": ["198.51.100.0/24", "2001:db8::/32"]}})
+    assert str(check_text("198.51.100.9", config.guards, HostFacts())) == "next-hop: 198.51.100.9/32 (discard_ipv4)"
+    assert str(check_text("2001:db8:9::9", config.guards, HostFacts())) == "next-hop: 2001:db8:9::9/128 (discard_ipv6)"
+    assert isinstance(check_text("198.51.100.8", config.guards, HostFacts()), Accepted)
+
+
+# --- check-config: the command ------------------------------------------------------------------------
+
+def check_config(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return subprocess.run([sys.executable, "-m", "f2b_bgp", "--config", str(path), "check-config"],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_check_config_prints_each_error_once_and_exits_3(tmp_path: Path) -> None:
+    result = check_config(tmp_path, '[guards]\nprotected = [{ prefix = "bogus" }]\nmax_routes = 20000\n')
+    path = tmp_path / "config.toml"
+    assert result.returncode == ExitCode.CONFIG
+    lines = result.stderr.splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["guards.protected[0].prefix", "guards.max_routes"], lines
+    assert all(line.startswith(f"{path}: ") for line in lines) and result.stdout == ""
+
+
+def test_check_config_warnings_keep_exit_0(tmp_path: Path) -> None:
+    result = check_config(tmp_path, "[backends.kernel]\ntable = 100\n")
+    path = tmp_path / "config.toml"
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert result.stderr.splitlines() == [f"warning: {path}: {config_warnings(load_config(path))[0]}"]
+    assert result.stdout == f"{path}: ok\n"
+
+
+# --- the bridge program on ExaBGP's run line ----------------------------------------------------------
+
+def test_bridge_program_defaults_to_this_installations_script() -> None:
+    """Python's scripts directory: /usr/local/bin on Debian's python3, bin/ of a virtualenv."""
+    assert parse_config({}).exabgp.bridge_program == Path(sysconfig.get_path("scripts")) / "f2b-bgp"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("f2b-bgp", "backends.exabgp.bridge_program: must be an absolute path"),
+    ("/opt/f2b bgp/bin/f2b-bgp", "backends.exabgp.bridge_program: no spaces"),
+    ("/opt/f2b-bgp/bin/f2b-bgp;", "backends.exabgp.bridge_program: no spaces"),
+    (7, "backends.exabgp.bridge_program: must be an absolute path"),
+])
+def test_bridge_program_must_be_an_absolute_path_fit_for_the_run_line(value: object, expected: str) -> None:
+    found = problems({"backends": {"exabgp": {"bridge_program": value}}})
+    assert len(found) == 1 and found[0].startswith(expected), found

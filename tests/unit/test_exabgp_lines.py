@@ -6,26 +6,28 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from netaddr import IPAddress, IPNetwork
 
-from f2b_bgp.backends.exabgp_lines import Verb, commands, parse_adj_rib_out
+from f2b_bgp.backends.exabgp import attributes
+from f2b_bgp.backends.exabgp_lines import COMMAND, Verb, commands, parse_adj_rib_out
+from f2b_bgp.model import Prefix
 from f2b_bgp.peering.regenerate import reference_config
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "exabgp" / "lines.txt"
 BGP = reference_config().bgp
-MIXED = [IPNetwork(p) for p in ("203.0.113.5/32", "2001:db8:203::5/128", "203.0.113.6/32", "2001:db8:203::6/128")]
+MIXED = [Prefix.parse(p) for p in ("203.0.113.5/32", "2001:db8:203::5/128", "203.0.113.6/32", "2001:db8:203::6/128")]
 
 
 def cases() -> dict[str, list[str]]:
     """What the renderer makes for each case; the golden file must hold exactly this."""
     extra = dataclasses.replace(BGP, communities=(*BGP.communities, "65001:666", "65001:1"))
     no_next_hop = dataclasses.replace(BGP, next_hop_ipv4=None)
-    many = [IPNetwork(f"203.0.113.{i}/32") for i in range(1, 6)]
+    many = [Prefix.parse(f"203.0.113.{i}/32") for i in range(1, 6)]
+    ref, extra, no_next_hop = attributes(BGP), attributes(extra), attributes(no_next_hop)
     made = {
-        "announce one IPv4 host route": commands(Verb.ANNOUNCE, MIXED[:1], BGP, 200),
-        "withdraw one IPv6 host route": commands(Verb.WITHDRAW, MIXED[1:2], BGP, 200),
-        "mixed families: one line per family, IPv4 first": commands(Verb.ANNOUNCE, MIXED, BGP, 200),
-        "batch size 2 splits five prefixes into three lines": commands(Verb.ANNOUNCE, many, BGP, 2),
+        "announce one IPv4 host route": commands(Verb.ANNOUNCE, MIXED[:1], ref, 200),
+        "withdraw one IPv6 host route": commands(Verb.WITHDRAW, MIXED[1:2], ref, 200),
+        "mixed families: one line per family, IPv4 first": commands(Verb.ANNOUNCE, MIXED, ref, 200),
+        "batch size 2 splits five prefixes into three lines": commands(Verb.ANNOUNCE, many, ref, 2),
         "configured communities follow 65535:666": commands(Verb.ANNOUNCE, MIXED[:2], extra, 200),
         "no IPv4 next-hop configured: the session's own address": commands(Verb.ANNOUNCE, MIXED[:2], no_next_hop, 200),
     }
@@ -51,14 +53,16 @@ def test_golden_file_has_no_case_the_renderer_lacks() -> None:
     assert set(golden()) == set(cases())
 
 
-def test_every_line_is_printable_ascii_without_newline() -> None:
+def test_every_line_is_printable_ascii_and_passes_the_bridge() -> None:
     for lines in cases().values():
         for line in lines:
             assert line.isascii() and line.isprintable(), line
+            assert COMMAND.fullmatch(line.encode()), line
 
 
 def test_reference_next_hops_are_used() -> None:
-    assert BGP.next_hop_ipv4 == IPAddress("198.51.100.2") and BGP.next_hop_ipv6 == IPAddress("2001:db8:1::2")
+    ref = attributes(BGP)
+    assert (ref[4].next_hop, ref[6].next_hop) == ("198.51.100.2", "2001:db8:1::2")
 
 
 def test_adj_rib_out_parsing_keeps_prefixes_of_every_peer_and_skips_noise() -> None:
@@ -66,10 +70,15 @@ def test_adj_rib_out_parsing_keeps_prefixes_of_every_peer_and_skips_noise() -> N
         "198.51.100.1 ipv4 unicast 203.0.113.5/32 next-hop 198.51.100.2",
         "198.51.100.9 ipv4 unicast 203.0.113.5/32 next-hop 198.51.100.2",
         "198.51.100.1 ipv6 unicast 2001:db8:203::5/128 next-hop 2001:db8:1::2",
+        "198.51.100.9 ipv4 unicast 203.0.113.6/32 next-hop 192.0.2.9",
         "198.51.100.1 ipv4 unicast not-a-prefix next-hop 198.51.100.2",
         "exabgp 5.0.15",
     ]
-    assert parse_adj_rib_out(output) == {IPNetwork("203.0.113.5/32"), IPNetwork("2001:db8:203::5/128")}
+    assert parse_adj_rib_out(output) == {
+        Prefix.parse("203.0.113.5/32"): frozenset({"198.51.100.2"}),
+        Prefix.parse("2001:db8:203::5/128"): frozenset({"2001:db8:1::2"}),
+        Prefix.parse("203.0.113.6/32"): frozenset({"192.0.2.9"}),
+    }
 
 
 if __name__ == "__main__":  # regenerate: python3 -m tests.unit.test_exabgp_lines

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.lab.fail2ban import SHIPPED, fail2ban_importable, fail2ban_missing
+from tests.lab.wait import wait_until
 
 ACTION = SHIPPED / "action.d" / "bgp-blackhole.py"
 pytestmark = pytest.mark.skipif(bool(fail2ban_missing()), reason=fail2ban_missing() or "fail2ban present")
@@ -100,10 +101,23 @@ def daemon(sock: Path) -> Iterator[FakeDaemon]:
 
 
 def make_action(fail2ban: Any, sock: Path, **opts: str) -> tuple[Any, Any]:
-    """A DummyJail "sshd" with our action added by file path, options as fail2ban passes them (strings)."""
+    """A DummyJail "sshd" with our action added by file path, options as fail2ban passes them (strings).
+
+    The queue is beside the socket (tmp_path), so a test sees what was queued."""
     jail = fail2ban.DummyJail(name="sshd")
-    jail.actions.add("bgp-blackhole", str(ACTION), {"socket": str(sock), **opts})
+    jail.actions.add("bgp-blackhole", str(ACTION), {"socket": str(sock), "queue": str(sock.with_name("q")), **opts})
     return jail, jail.actions["bgp-blackhole"]
+
+
+def queued(sock: Path) -> list[str]:
+    path = sock.with_name("q")
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def requests_of(daemon: FakeDaemon, op: str, count: int) -> list[dict[str, Any]]:
+    """Wait until the daemon received `count` requests `op` (they are pipelined), then return them."""
+    return wait_until(lambda: (lambda r: r if len(r) >= count else None)([q for q in daemon.requests if q["op"] == op]),
+                      5, f"{count} {op} request(s)")
 
 
 def info(ip: str, **extra: Any) -> dict[str, Any]:
@@ -115,19 +129,20 @@ def test_bans_through_fail2ban_reach_the_daemon_on_one_connection(fail2ban: Any,
     jail, _ = make_action(fail2ban, sock, port="ssh", protocol="tcp", chain="INPUT")  # action_'s extras
     before = time.time()
     assert jail.actions.addBannedIP(["192.0.2.1", "2001:db8::1"]) == 2
-    bans = [r for r in daemon.requests if r["op"] == "ban"]
+    bans = requests_of(daemon, "ban", 2)
     assert [(r["prefix"], r["jail"], r["bantime"]) for r in bans] == [("192.0.2.1", "sshd", 600), ("2001:db8::1", "sshd", 600)]
     assert all(before - 1 <= r["started"] <= time.time() for r in bans)
     assert daemon.connections == 1
     jail.actions.removeBannedIP("192.0.2.1")
-    assert daemon.requests[-1] == {"op": "unban", "prefix": "192.0.2.1", "jail": "sshd"}
+    assert requests_of(daemon, "unban", 1) == [{"op": "unban", "prefix": "192.0.2.1", "jail": "sshd"}]
+    assert queued(sock) == []
 
 
 def test_restored_ban_keeps_its_original_start_and_permanent_is_minus_1(fail2ban: Any, sock: Path, daemon: FakeDaemon) -> None:
     _, action = make_action(fail2ban, sock)
     action.ban(info("192.0.2.1", restored=1))
     action.ban(info("2001:db8::1", bantime=-1))
-    first, second = daemon.requests
+    first, second = requests_of(daemon, "ban", 2)
     assert first["started"] == 1_700_000_000.5 and first["bantime"] == 600 and "restored=1" in first["reason"]
     assert second["bantime"] == -1
 
@@ -136,18 +151,19 @@ def test_prolong_sends_the_longer_bantime(fail2ban: Any, sock: Path, daemon: Fak
     _, action = make_action(fail2ban, sock)
     assert action._prolongable  # fail2ban's own check before calling prolong
     action.prolong(info("192.0.2.1", bantime=1200))
-    assert daemon.requests[-1]["op"] == "ban" and daemon.requests[-1]["bantime"] == 1200
+    assert requests_of(daemon, "ban", 1)[-1]["bantime"] == 1200
 
 
 def test_values_from_log_lines_are_never_sent(fail2ban: Any, sock: Path, daemon: FakeDaemon) -> None:
     _, action = make_action(fail2ban, sock)
     hostile = "x'; touch /tmp/PWNED; echo $(id) `id` \"q\"\nroot"
     action.ban(info("192.0.2.1", **{"F-USER": hostile, "matches": hostile}))
-    assert set(daemon.requests[-1]) == {"op", "prefix", "jail", "bantime", "started", "reason"}
+    assert set(requests_of(daemon, "ban", 1)[-1]) == {"op", "prefix", "jail", "bantime", "started", "reason"}
     assert "PWNED" not in json.dumps(daemon.requests)
 
 
-def test_pending_is_success_refused_raises_with_the_reason(fail2ban: Any, sock: Path) -> None:
+def test_pending_is_success_refused_is_logged_with_the_reason(fail2ban: Any, sock: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
     def reply(request: dict[str, Any]) -> dict[str, Any]:
         if request["prefix"] == "192.0.2.1":
             return {"ok": True, "prefix": "192.0.2.1/32", "state": "pending", "expires": None, "new": True}
@@ -156,43 +172,78 @@ def test_pending_is_success_refused_raises_with_the_reason(fail2ban: Any, sock: 
     fake = FakeDaemon(sock, reply)
     try:
         _, action = make_action(fail2ban, sock)
-        action.ban(info("192.0.2.1"))
-        with pytest.raises(Exception, match=r"refused: protected: 198.51.100.0/24 \(our network\)"):
+        with caplog.at_level("WARNING", logger="fail2ban"):
+            action.ban(info("192.0.2.1"))
             action.ban(info("198.51.100.7"))
+            action.stop()  # waits for the answers in flight
+        assert "192.0.2.1/32 stored, backend not acknowledged yet" in caplog.text
+        assert "ban 198.51.100.7 refused: refused: protected: 198.51.100.0/24 (our network) (hint: h)" in caplog.text
+        assert queued(sock) == []  # a refusal is an answer: nothing to queue
     finally:
         fake.close()
 
 
-def test_reconnects_after_the_daemon_closed_the_connection(fail2ban: Any, sock: Path) -> None:
+def test_a_connection_the_daemon_closes_loses_nothing_and_keeps_the_order(fail2ban: Any, sock: Path) -> None:
     fake = FakeDaemon(sock, close_after_each=True)  # as if the daemon restarted between bans
     try:
         _, action = make_action(fail2ban, sock)
-        for ip in ("192.0.2.1", "192.0.2.2", "2001:db8::1"):
+        ips = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
+        for ip in ips:
             action.ban(info(ip))
-        assert [r["prefix"] for r in fake.requests] == ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
-        assert fake.connections == 3
+        action.stop()
+        sent = [r["prefix"] for r in fake.requests]
+        # each ban reached the daemon (answered) or was queued (unanswered: maybe applied, idempotent)
+        assert sent[0] == ips[0]
+        assert ips == sorted(set(sent + [line.split()[2] for line in queued(sock)]), key=ips.index)
+        assert [line.split()[2] for line in queued(sock)] == ips[len(ips) - len(queued(sock)):]
     finally:
         fake.close()
 
 
-def test_daemon_down_start_logs_clearly_and_ban_raises_unavailable(fail2ban: Any, sock: Path,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_daemon_down_logs_clearly_and_queues_in_order(fail2ban: Any, sock: Path, caplog: pytest.LogCaptureFixture) -> None:
     _, action = make_action(fail2ban, sock)  # nothing listens on sock
-    with caplog.at_level("ERROR", logger="fail2ban"):
+    with caplog.at_level("WARNING", logger="fail2ban"):
         action.start()  # must not raise: the jail starts anyway
+        action.ban(info("192.0.2.1"))
+        action.unban(info("192.0.2.1"))
+        action.ban(info("2001:db8::1", restored=1, bantime=-1))
     assert f"f2b-bgp daemon not reachable at {sock}" in caplog.text and "f2b-bgp serve" in caplog.text
-    with pytest.raises(Exception, match="unavailable: f2b-bgp daemon not reachable"):
+    assert queued(sock) == ["f2b-bgp1 ban 192.0.2.1 1700000000.500000 600 3 0 sshd",
+                            "f2b-bgp1 unban 192.0.2.1 0.000000 0 0 0 sshd",
+                            "f2b-bgp1 ban 2001:db8::1 1700000000.500000 -1 3 1 sshd"]
+
+
+def test_an_unwritable_queue_fails_the_ban_visibly(fail2ban: Any, sock: Path) -> None:
+    _, action = make_action(fail2ban, sock, queue=str(sock.with_name("missing-dir") / "q"))
+    with pytest.raises(Exception, match="cannot append to the queue .*missing-dir/q.*nothing was handed to the daemon"):
         action.ban(info("192.0.2.1"))
 
 
-def test_a_hung_daemon_costs_at_most_the_timeout(fail2ban: Any, sock: Path) -> None:
+def test_a_hung_daemon_costs_at_most_the_timeout_and_its_requests_are_queued(fail2ban: Any, sock: Path) -> None:
     fake = FakeDaemon(sock, reply=lambda request: None)
     try:
         _, action = make_action(fail2ban, sock, timeout="0.3")
         started = time.monotonic()
-        with pytest.raises(Exception, match="unavailable"):
-            action.ban(info("192.0.2.1"))
-        assert time.monotonic() - started < 1.5  # 0.3 s, once: a fresh connection is not retried
+        action.ban(info("192.0.2.1"))  # written, not answered
+        assert time.monotonic() - started < 0.3
+        action.stop()
+        assert time.monotonic() - started < 1.5  # the timeout, once
+        assert [line.split()[2] for line in queued(sock)] == ["192.0.2.1"]
+    finally:
+        fake.close()
+
+
+def test_queueing_goes_on_until_the_daemon_applied_the_queue(fail2ban: Any, sock: Path) -> None:
+    _, action = make_action(fail2ban, sock, retry="0")  # ask the daemon at every request while queueing
+    action.ban(info("192.0.2.1"))  # daemon down: queued
+    depth = {"n": 1}
+    fake = FakeDaemon(sock, lambda r: {"ok": True, "queue": {"depth": depth["n"]}} if r["op"] == "status" else ok(r))
+    try:
+        action.unban(info("192.0.2.1"))  # the daemon is back but has not applied the queue: queued behind it
+        assert [r["op"] for r in fake.requests] == ["status"] and len(queued(sock)) == 2
+        depth["n"] = 0
+        action.ban(info("192.0.2.2"))  # queue applied: direct again
+        assert [r["op"] for r in requests_of(fake, "ban", 1)] == ["ban"] and len(queued(sock)) == 2
     finally:
         fake.close()
 
@@ -202,6 +253,7 @@ def test_flush_keeps_routes_at_stop_and_withdraws_at_unban_all(fail2ban: Any, so
     jail.actions.addBannedIP("192.0.2.1")
     jail.actions.active = False  # fail2ban stopping the jail: the actions thread is no longer active
     assert action.flush() is True
+    requests_of(daemon, "ban", 1)
     assert [r["op"] for r in daemon.requests] == ["ban"]
     jail.actions.active = True  # "fail2ban-client unban --all" while running
     assert jail.actions.removeBannedIP(None) == 1  # one ticket flushed from fail2ban's list
@@ -226,11 +278,13 @@ def test_reload_keeps_the_action_and_applies_new_options(fail2ban: Any, sock: Pa
         jail.actions.reload(begin=False)
         assert jail.actions["bgp-blackhole"] is action  # not dropped as obsolete
         action.ban(info("192.0.2.1"))
-        assert [r["prefix"] for r in fake.requests] == ["192.0.2.1"]
+        assert [r["prefix"] for r in requests_of(fake, "ban", 1)] == ["192.0.2.1"]
     finally:
         fake.close()
 
 
-def test_bad_timeout_is_refused_at_load(fail2ban: Any, sock: Path) -> None:
+def test_bad_timeout_or_retry_is_refused_at_load(fail2ban: Any, sock: Path) -> None:
     with pytest.raises(Exception, match="timeout must be a positive number"):
         make_action(fail2ban, sock, timeout="0")
+    with pytest.raises(Exception, match="retry must be 0..3600 seconds"):
+        make_action(fail2ban, sock, retry="-1")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import configparser
 import os
 import pwd
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from f2b_bgp.cli import exabgp_bridge
-from f2b_bgp.config import DEFAULT_BRIDGE_SOCKET, load_config, parse_config
+from f2b_bgp.config import DEFAULT_BRIDGE_SOCKET, discard_next_hops, load_config, parse_config
 from f2b_bgp.errors import ConfigError
-from f2b_bgp.peering import FIREWALLS, TARGETS, render
+from f2b_bgp.peering import FIREWALLS, TARGETS, render, routeros
+from f2b_bgp.peering.model import peering
 from f2b_bgp.peering.regenerate import EXAMPLE_DIRS, reference_config, reference_files
+from tests.lab.exabgp import with_bridge_program
 
 REPO = Path(__file__).parents[2]
 GOLDEN = REPO / "tests" / "golden" / "peering"
@@ -50,10 +51,66 @@ def test_variant_config_matches_the_reviewed_golden_files(target: str) -> None:
         _assert_golden(GOLDEN / "variant" / target / name, text)
 
 
-def test_routeros_reference_output_matches_the_reviewed_golden_file() -> None:
-    """RouterOS runs nowhere here: its text changes only with a reviewed golden file."""
-    for name, text in render("routeros", reference_config()).items():
-        _assert_golden(GOLDEN / "reference" / "routeros" / name, text)
+# --routeros-version -> the golden directory of the syntax it selects
+ROUTEROS_GOLDEN = {"7.18": "7.1-7.18", "7.19": "7.19", "7.20": "7.20+"}
+
+
+@pytest.mark.parametrize("version", ROUTEROS_GOLDEN)
+def test_routeros_reference_output_matches_the_reviewed_golden_file(version: str) -> None:
+    """RouterOS runs nowhere here: its text changes only with a reviewed golden file, one per connection syntax."""
+    for name, text in render("routeros", reference_config(), routeros_syntax=routeros.syntax_for(version)).items():
+        _assert_golden(GOLDEN / "reference" / "routeros" / ROUTEROS_GOLDEN[version] / name, text)
+
+
+@pytest.mark.parametrize("version, syntax", [
+    ("7.1", routeros.Syntax.ADDRESS_FAMILIES), ("7.18", routeros.Syntax.ADDRESS_FAMILIES),
+    ("7.18.2", routeros.Syntax.ADDRESS_FAMILIES), ("7.19", routeros.Syntax.AFI), ("7.19.4", routeros.Syntax.AFI),
+    ("7.20", routeros.Syntax.INSTANCE), ("7.20.1", routeros.Syntax.INSTANCE), ("7.99", routeros.Syntax.INSTANCE),
+])
+def test_routeros_version_selects_the_connection_syntax(version: str, syntax: routeros.Syntax) -> None:
+    assert routeros.syntax_for(version) is syntax
+
+
+@pytest.mark.parametrize("version", ["7", "7.0", "6.49", "8.1", "7.019", "7.x", "7.20rc1", " 7.19", "7.19.", "v7.19",
+                                     "7.1000", ""])
+def test_routeros_version_is_parsed_strictly(version: str) -> None:
+    with pytest.raises(ValueError, match="is not a RouterOS v7 release"):
+        routeros.syntax_for(version)
+
+
+@pytest.mark.parametrize("syntax", routeros.Syntax)
+def test_routeros_script_can_be_imported_twice(syntax: routeros.Syntax) -> None:
+    """It removes what carries its comment before adding anything, and everything it adds carries it."""
+    lines = render("routeros", reference_config(), routeros_syntax=syntax)["f2b-bgp.rsc"].splitlines()
+    adds = [i for i, line in enumerate(lines) if line.startswith("add ")]
+    removes = [line for line in lines[:adds[0]] if " remove " in line]
+    menus = ["/routing bgp connection", "/routing filter rule"]
+    menus += ["/routing bgp instance"] if syntax is routeros.Syntax.INSTANCE else []
+    assert sorted(line.split(" remove ")[0] for line in removes) == sorted(menus)
+    assert all(line.endswith('[find where comment="f2b-bgp"]') for line in removes), removes
+    assert [lines[i] for i in adds if ' comment="f2b-bgp" ' not in lines[i]] == []
+    # one rule per refused prefix, 4 policy rules, the connection and (7.20+) the instance: nothing uncommented
+    assert len(adds) == len(peering(reference_config()).refused) + 4 + len(menus) - 1
+
+
+def test_routeros_filter_rules_use_ipv4_and_ipv6_afi() -> None:
+    text = render("routeros", reference_config())["f2b-bgp.rsc"]
+    assert "afi ipv4 &&" in text and "afi ipv6 &&" in text and "afi ip " not in text
+
+
+def test_peering_routeros_version_errors_are_usage_errors(tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "f2b_bgp", "--config", str(REPO / "f2b_bgp" / "config.example.toml"), "peering"]
+    for args in (["routeros", "--routeros-version", "7.x"], ["frr", "--routeros-version", "7.19"]):
+        result = subprocess.run([*base, *args], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines()[-1].startswith("Error: Invalid value for --routeros-version: "), result.stderr
+    ok = subprocess.run([*base, "routeros", "--routeros-version", "7.19.2"], capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0 and " afi=ip,ipv6 " in ok.stdout and "instance=" not in ok.stdout
+    # as docs/peering.md shows it
+    written = subprocess.run([*base, "routeros", "--routeros-version", "7.18", "--output-dir", str(tmp_path)],
+                             capture_output=True, text=True, timeout=30)
+    assert written.returncode == 0 and written.stdout == f"wrote {tmp_path / 'f2b-bgp.rsc'}\n"
+    assert " address-families=ip,ipv6 " in (tmp_path / "f2b-bgp.rsc").read_text()
 
 
 def _assert_golden(path: Path, text: str) -> None:
@@ -71,8 +128,9 @@ def test_every_guarded_prefix_is_refused_in_every_snippet(target: str) -> None:
     config = load_config(GOLDEN / "variant.toml")
     text = "".join(render(target, config, VARIANT_PEER[target]).values())
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(("!", "#")))
-    covered_by_another = {"192.0.2.128/25", "192.0.2.10/32", "192.0.2.255/32", "2001:db8:ffff::dead/128"}
-    for entry in config.guards.protected:
+    covered_by_another = {"192.0.2.128/25", "192.0.2.10/32"}
+    # the discard next-hops are inside protected prefixes here, and FRR names them anyway (routed to Null0)
+    for entry in set(config.guards.protected) - set(discard_next_hops(config.bgp)):
         prefix = str(entry.prefix.cidr)
         assert (prefix in body) != (prefix in covered_by_another), f"{target}: {prefix} ({entry.kind})"
 
@@ -142,11 +200,12 @@ def test_exabgp_listens_on_each_session_address_once() -> None:
 
 
 @pytest.mark.parametrize("config, run", [
-    (REPO / "f2b_bgp" / "config.example.toml", "run f2b-bgp exabgp-bridge;"),
-    (GOLDEN / "variant.toml", "run f2b-bgp exabgp-bridge --socket /run/f2b-bgp-variant/bridge.sock;"),
+    (REPO / "f2b_bgp" / "config.example.toml", "run /usr/local/bin/f2b-bgp exabgp-bridge;"),
+    (GOLDEN / "variant.toml", "run /opt/f2b-bgp/bin/f2b-bgp exabgp-bridge --socket /run/f2b-bgp-variant/bridge.sock;"),
 ], ids=["default-socket", "moved-socket"])
 def test_exabgp_run_line_names_the_socket_only_when_moved(config: Path, run: str) -> None:
-    """The bridge defaults to /run/f2b-bgp/exabgp.sock, and F2B_BGP_BRIDGE_SOCKET moves it unless --socket is given."""
+    """The bridge runs by absolute path (backends.exabgp.bridge_program). It defaults to
+    /run/f2b-bgp/exabgp.sock, and F2B_BGP_BRIDGE_SOCKET moves it unless --socket is given."""
     text = render("exabgp", load_config(config))["exabgp.conf"]
     assert [line.strip() for line in text.splitlines() if line.strip().startswith("run ")] == [run]
 
@@ -162,7 +221,8 @@ def test_exabgp_conf_holds_no_routes_and_keeps_adj_rib_out() -> None:
 
 def test_exabgp_header_names_the_config_key_of_each_value() -> None:
     files = render("exabgp", reference_config())
-    keys = ["bgp.local_as", "bgp.router_id", "backends.exabgp.bridge_socket", "bgp.peers[0].address",
+    keys = ["bgp.local_as", "bgp.router_id", "backends.exabgp.bridge_socket", "backends.exabgp.bridge_program",
+            "bgp.peers[0].address",
             "bgp.peers[0].asn", "bgp.peers[0].local_address", "bgp.peers[0].name"]
     for key in keys:
         assert key in files["exabgp.conf"], f"exabgp.conf: header does not name {key}"
@@ -180,7 +240,6 @@ PEER = {"name": "fw", "address": "198.51.100.1", "asn": 65000, "local_address": 
 
 @pytest.mark.parametrize("bgp, backend, problem", [
     ({}, {}, r"bgp.router_id: an IPv4 address other than 0.0.0.0 is required"),
-    ({"router_id": "2001:db8::2"}, {}, r"bgp.router_id: an IPv4 address"),
     ({"router_id": "198.51.100.2"}, {"bridge_socket": "/run/f2b bgp/x.sock"},
      r"backends.exabgp.bridge_socket: no spaces"),
 ])
@@ -196,29 +255,42 @@ def test_frr_injector_refuses_the_default_router_id() -> None:
         render("frr-injector", parse_config({"bgp": {"peers": [PEER]}}))
 
 
-BIN = Path(sys.executable).parent
+def _exabgp(folder: Path, tmp_path: Path, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`exabgp --env-file FOLDER/exabgp.env ARGS` as docs/peering.md runs it; only the user (f2b-bgp
+    need not exist here) and the log destination are overridden, by environment variables."""
+    env = {"PATH": "/usr/bin:/bin", "exabgp_log_destination": "stdout",
+           "exabgp_daemon_user": user or pwd.getpwuid(os.getuid()).pw_name}
+    return subprocess.run([sys.executable, "-m", "exabgp", "--env-file", str(folder / "exabgp.env"), *args],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
 
 
-@pytest.mark.skipif(shutil.which("f2b-bgp", path=str(BIN)) is None, reason="f2b-bgp console script not installed")
 @pytest.mark.parametrize("variant", [False, True], ids=["shipped", "variant"])
 def test_exabgp_accepts_the_files(variant: bool, tmp_path: Path) -> None:
-    """`exabgp validate` on the shipped files (and the variant's), with the env file; only the user
-    (f2b-bgp need not exist here) and the log destination are overridden, by environment variables.
-    The relative `run f2b-bgp` is found on PATH."""
+    """`exabgp validate` on the shipped files (and the variant's), with the env file. The bridge
+    program, an absolute path that need not exist here, is replaced by a wrapper of this checkout."""
     pytest.importorskip("exabgp")
-    if variant:
-        for name, text in render("exabgp", load_config(GOLDEN / "variant.toml")).items():
-            (tmp_path / name).write_text(text, encoding="utf-8")
-        folder = tmp_path
-    else:
-        folder = EXABGP_SHIPPED
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "EXABGP_ENVFILE": str(folder / "exabgp.env"),
-           "exabgp_daemon_user": pwd.getpwuid(os.getuid()).pw_name, "exabgp_log_destination": "stdout"}
-    result = subprocess.run([sys.executable, "-m", "exabgp", "validate", "-n", str(folder / "exabgp.conf")],
-                            capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    config = load_config(GOLDEN / "variant.toml") if variant else reference_config()
+    source = tmp_path / "rendered"
+    source.mkdir()
+    for name, text in render("exabgp", config).items():
+        (source / name).write_text(text, encoding="utf-8")
+    folder = source if variant else EXABGP_SHIPPED
+    conf = with_bridge_program(folder / "exabgp.conf", tmp_path, str(config.exabgp.bridge_program))
+    result = _exabgp(folder, tmp_path, "validate", "-n", str(conf))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert output.count("✓ neighbor") == (2 if variant else 1), output
+
+
+def test_exabgp_refuses_an_unknown_user_with_a_traceback(tmp_path: Path) -> None:
+    """What docs/peering.md tells the operator to expect when exabgp.daemon.user does not exist."""
+    pytest.importorskip("exabgp")
+    user = "f2b-bgp-no-such-user"
+    with pytest.raises(KeyError):
+        pwd.getpwnam(user)
+    result = _exabgp(EXABGP_SHIPPED, tmp_path, "validate", "-n", str(EXABGP_SHIPPED / "exabgp.conf"), user=user)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and f"ValueError: invalid value for daemon.user : {user}" in result.stderr
 
 
 def test_peering_exabgp_prints_both_files() -> None:

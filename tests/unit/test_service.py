@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 from f2b_bgp.config import parse_config
-from f2b_bgp.errors import LimitError, RefusedError
+from f2b_bgp.errors import LimitError, RefusedError, StoreError
+from f2b_bgp.model import BackendState, BanResult, Drift, Prefix, RouteCounts, RouteState
 from f2b_bgp.service import BanRequest
 
 from .memory import make
 
 A, B = "203.0.113.7/32", "203.0.113.8/32"
+PA, PB = Prefix.parse(A), Prefix.parse(B)
 
 
 def run(coro):  # one event loop per call keeps the tests independent
@@ -22,7 +24,7 @@ def run(coro):  # one event loop per call keeps the tests independent
 def test_ban_is_active_once_the_backend_has_it(tmp_path: Path) -> None:
     service, backend, clock = make(tmp_path)
     result = run(service.ban(BanRequest("203.0.113.7", jail="sshd")))
-    assert result == {"prefix": A, "state": "active", "expires": clock.now + 600, "new": True}
+    assert result == BanResult(PA, RouteState.ACTIVE, clock.now + 600, clock.now + 600, True)
     assert backend.routes == {A}
 
 
@@ -30,25 +32,26 @@ def test_repeat_ban_extends_and_permanent_is_capped(tmp_path: Path) -> None:
     service, _, clock = make(tmp_path)
     run(service.ban(BanRequest(A, jail="sshd", bantime=60)))
     again = run(service.ban(BanRequest(A, jail="sshd", bantime=-1)))
-    assert again["new"] is False and again["expires"] == clock.now + 3600
+    assert again.new is False and again.expires == clock.now + 3600
 
 
 def test_restored_ban_keeps_its_original_expiry(tmp_path: Path) -> None:
     service, backend, clock = make(tmp_path)
     kept = run(service.ban(BanRequest(A, jail="sshd", bantime=600, started=clock.now - 500)))
-    assert kept["expires"] == clock.now + 100
+    assert kept.expires == clock.now + 100
     gone = run(service.ban(BanRequest(B, jail="sshd", bantime=600, started=clock.now - 700)))
-    assert gone["state"] == "expired" and B not in backend.routes
+    assert gone.state is RouteState.EXPIRED and B not in backend.routes
 
 
 def test_route_stays_while_any_owner_claims_it(tmp_path: Path) -> None:
-    service, backend, _ = make(tmp_path)
+    service, backend, clock = make(tmp_path)
     run(service.ban(BanRequest(A, jail="sshd")))
     run(service.ban(BanRequest(A, jail="nginx")))
-    assert run(service.unban(A, "sshd"))["remaining"] == ["nginx"]
+    assert run(service.ban(BanRequest(A, jail="sshd", bantime=60))).route_expires == clock.now + 600
+    assert run(service.unban(A, "sshd")).remaining == ("nginx",)
     assert backend.routes == {A}
-    assert run(service.unban(A, "sshd"))["removed"] is False
-    assert run(service.withdraw(A))["removed"] == ["nginx"]
+    assert run(service.unban(A, "sshd")).removed is False
+    assert run(service.withdraw(A)).removed == ("nginx",)
     assert backend.routes == set()
 
 
@@ -67,7 +70,7 @@ def test_max_routes_refuses_new_prefixes_only(tmp_path: Path) -> None:
     run(service.ban(BanRequest(B)))
     with pytest.raises(LimitError, match="max-routes"):
         run(service.ban(BanRequest("203.0.113.9")))
-    assert run(service.ban(BanRequest(A, jail="other")))["state"] == "active"  # a new owner, not a new route
+    assert run(service.ban(BanRequest(A, jail="other"))).state is RouteState.ACTIVE  # a new owner, not a new route
     assert backend.routes == {A, B}
 
 
@@ -86,11 +89,11 @@ def test_max_rate_refuses_a_storm_then_recovers(tmp_path: Path) -> None:
 def test_unacknowledged_ban_stays_pending_and_is_retried(tmp_path: Path) -> None:
     service, backend, _ = make(tmp_path)
     backend.available = False
-    assert run(service.ban(BanRequest(A)))["state"] == "pending"
-    assert service.status()["routes"] == {"active": 0, "pending": 1}
+    assert run(service.ban(BanRequest(A))).state is RouteState.PENDING
+    assert service.status().routes == RouteCounts(active=0, pending=1)
     backend.available = True
     run(service._retry_pending())
-    assert backend.routes == {A} and service.status()["routes"] == {"active": 1, "pending": 0}
+    assert backend.routes == {A} and service.status().routes == RouteCounts(active=1, pending=0)
 
 
 def test_retry_leaves_a_ban_in_flight_to_its_own_request(tmp_path: Path) -> None:
@@ -104,7 +107,7 @@ def test_retry_leaves_a_ban_in_flight_to_its_own_request(tmp_path: Path) -> None
         # it looks pending in the store, but its request owns it: no second announce, no wait for its lock
         await asyncio.wait_for(service._retry_pending(), 5)
         backend.gate.set()
-        assert (await ban)["state"] == "active"
+        assert (await ban).state is RouteState.ACTIVE
 
     run(scenario())
     assert backend.announced == [A]
@@ -135,12 +138,39 @@ def test_reconcile_repairs_drift_and_enforces_new_guards(tmp_path: Path) -> None
     run(service.ban(BanRequest(B)))
     backend.routes = {B, "203.0.113.99/32"}  # A lost, a stranger of ours left behind
     report = run(service.reconcile("test"))
-    assert report["memory"] == {"checked": True, "missing": 1, "stale": 1}
+    assert report.backends["memory"] == Drift(checked=True, missing=1, stale=1, repaired=True)
     assert backend.routes == {A, B}
+    assert run(service.reconcile("again")).backends["memory"] == Drift(checked=True)
     stricter = parse_config({"guards": {"protected": ["203.0.113.8/32"], "allow_special": ["203.0.113.0/24"]}})
     service.config = dataclasses.replace(service.config, guards=stricter.guards)
-    assert run(service.reconcile("config"))["guard_withdrawn"] == [B]
+    assert run(service.reconcile("config")).guard_withdrawn == (PB,)
     assert backend.routes == {A}
+
+
+def test_a_new_store_keeps_the_routes_it_cannot_account_for(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path, fresh=True)
+    backend.routes = {"203.0.113.99/32"}  # ours, from before the store was emptied
+    assert run(service.reconcile("start")).backends["memory"] == Drift(checked=True)
+    assert backend.routes == {"203.0.113.99/32"}
+    assert service.status().backends["memory"].unaccounted == 1
+    run(service.ban(BanRequest(A)))
+    run(service.withdraw(A))
+    backend.routes.add("203.0.113.98/32")  # a stray that appears later is ours to repair
+    assert run(service.reconcile("periodic")).backends["memory"].stale == 1
+    assert backend.routes == {"203.0.113.99/32"}
+
+
+def test_a_store_that_cannot_write_refuses_the_ban_and_changes_nothing(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path)
+    run(service.ban(BanRequest(A)))
+    service.store.db.execute("CREATE TRIGGER full BEFORE INSERT ON claims BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END")
+    with pytest.raises(StoreError, match="store unavailable: disk full"):
+        run(service.ban(BanRequest(B)))
+    assert backend.routes == {A} and service.store.count_wanted() == 1
+    assert service.status().routes == RouteCounts(active=1, pending=0)
+    assert service.status().store.writable is False
+    run(service._retry_pending())
+    assert backend.routes == {A}  # no ghost route for the ban that was refused
 
 
 def test_backend_reset_replays_the_active_set(tmp_path: Path) -> None:
@@ -155,7 +185,35 @@ def test_a_prefix_the_backend_refuses_stays_pending_with_its_error(tmp_path: Pat
     service, backend, _ = make(tmp_path)
     backend.failing = {B}
     run(service.ban(BanRequest(A)))
-    assert run(service.ban(BanRequest(B)))["state"] == "pending"
-    listed = {b["prefix"]: b for b in service.listing()["bans"]}
-    assert listed[A]["state"] == "active"
-    assert listed[B]["backends"]["memory"] == {"state": "pending", "error": "refused by test"}
+    assert run(service.ban(BanRequest(B))).state is RouteState.PENDING
+    listed = {b.prefix: b for b in service.listing().bans}
+    assert listed[PA].state is RouteState.ACTIVE
+    assert listed[PB].backends["memory"] == BackendState(RouteState.PENDING, "refused by test")
+
+
+def test_list_by_jail_shows_only_that_jails_claims(tmp_path: Path) -> None:
+    service, _, _ = make(tmp_path)
+    run(service.ban(BanRequest(A, jail="j3")))
+    run(service.ban(BanRequest(A, jail="j4")))
+    run(service.ban(BanRequest(B, jail="j3")))
+    (view,) = service.listing("j4").bans
+    assert view.prefix == PA and [o.jail for o in view.owners] == ["j4"]
+
+
+def test_list_pages_cover_every_prefix_once_with_all_its_owners(tmp_path: Path) -> None:
+    service, _, _ = make(tmp_path, max_rate=100)
+    addresses = [f"203.0.113.{i}" for i in (5, 50, 6, 60, 7)]
+    for address in addresses:
+        run(service.ban(BanRequest(address, jail="sshd")))
+    run(service.ban(BanRequest("203.0.113.50", jail="nginx")))
+    seen, after, pages = [], "", 0
+    while True:
+        page = service.listing(after=after, limit=2)
+        seen += page.bans
+        pages += 1
+        if page.next is None:
+            break
+        after = page.next
+    assert pages == 3 and sorted(str(b.prefix) for b in seen) == sorted(f"{a}/32" for a in addresses)
+    assert {o.jail for b in seen if str(b.prefix) == "203.0.113.50/32" for o in b.owners} == {"sshd", "nginx"}
+    assert [str(b.prefix) for b in service.listing(jail="nginx").bans] == ["203.0.113.50/32"]

@@ -1,0 +1,312 @@
+"""The typed values every layer passes: prefix, route states, results, views, status.
+
+Stdlib only (no netaddr, pyroute2 or exabgp): the store returns these, the
+service returns them, and each API transport serialises them with `to_wire`,
+the one place where they become JSON. docs/contracts.md is checked against
+them by a test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Prefix:
+    """One canonical network: version 4 or 6, the network address as an int, the length.
+
+    Immutable and hashable; ordered by family, address, length. Built only from
+    already validated input (guards, our own store, a backend's dump): parse()
+    accepts the canonical forms that str() produces and the host forms a
+    kernel or ExaBGP prints.
+    """
+
+    version: int
+    value: int
+    length: int
+
+    def __post_init__(self) -> None:
+        width = 32 if self.version == 4 else 128 if self.version == 6 else 0
+        if not width or not 0 <= self.length <= width or not 0 <= self.value < 1 << width:
+            raise ValueError(f"not a prefix: version={self.version} value={self.value} length={self.length}")
+        if self.value & ((1 << (width - self.length)) - 1):
+            raise ValueError(f"host bits set in {self.address}/{self.length}")
+
+    @classmethod
+    def parse(cls, text: str) -> Prefix:
+        address, slash, length = text.partition("/")
+        version = 6 if ":" in address else 4
+        family, width = (socket.AF_INET6, 128) if version == 6 else (socket.AF_INET, 32)
+        try:
+            packed = socket.inet_pton(family, address)
+        except OSError as err:
+            raise ValueError(f"not an address: {text[:64]!r}") from err
+        if slash and not (length.isascii() and length.isdigit() and len(length) <= 3):
+            raise ValueError(f"bad prefix length: {text[:64]!r}")
+        return cls(version, int.from_bytes(packed, "big"), int(length) if slash else width)
+
+    @property
+    def width(self) -> int:
+        return 32 if self.version == 4 else 128
+
+    @property
+    def packed(self) -> bytes:
+        return self.value.to_bytes(self.width // 8, "big")
+
+    @property
+    def address(self) -> str:
+        return socket.inet_ntop(socket.AF_INET if self.version == 4 else socket.AF_INET6, self.packed)
+
+    @property
+    def is_host(self) -> bool:
+        return self.length == self.width
+
+    def __str__(self) -> str:
+        return f"{self.address}/{self.length}"
+
+
+class RouteState(str, Enum):
+    """A wanted prefix is active once every backend acknowledged it, pending until then.
+
+    `expired` is only a ban reply: the ban's start time plus its bantime is
+    already past (a restored ban that ran out), so nothing was stored.
+    """
+
+    ACTIVE = "active"
+    PENDING = "pending"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class BackendState:
+    """One backend's view of one prefix."""
+
+    state: RouteState
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One owner's ban on a prefix."""
+
+    prefix: Prefix
+    jail: str
+    reason: str
+    created: float
+    expires: float | None  # None: never (config forbids it through daemon.max_bantime)
+
+
+@dataclass(frozen=True)
+class Owner:
+    jail: str
+    reason: str
+    created: float
+    expires: float | None
+
+
+@dataclass(frozen=True)
+class BanView:
+    """A blackholed prefix as `list` and `show` present it."""
+
+    prefix: Prefix
+    state: RouteState
+    expires: float | None  # when the route goes: the last owner's expiry
+    owners: tuple[Owner, ...]
+    backends: Mapping[str, BackendState]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    guard: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class BanResult:
+    prefix: Prefix
+    state: RouteState
+    expires: float | None  # this claim's expiry
+    route_expires: float | None  # the route's: the latest of every owner's
+    new: bool
+
+
+@dataclass(frozen=True)
+class UnbanResult:
+    prefix: Prefix
+    removed: bool
+    remaining: tuple[str, ...]
+    withdrawn: bool
+
+
+@dataclass(frozen=True)
+class WithdrawResult:
+    prefix: Prefix
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    removed: int  # claims
+    prefixes: int  # routes withdrawn
+
+
+@dataclass(frozen=True)
+class Listing:
+    bans: tuple[BanView, ...]
+    next: str | None  # ask again with after=next for the following page; None: this was the last
+
+
+@dataclass(frozen=True)
+class ShowResult:
+    prefix: Prefix
+    blackholed: bool
+    bans: tuple[BanView, ...]
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One backend compared with the store."""
+
+    checked: bool  # False: the backend could not tell what it holds
+    missing: int = 0
+    stale: int = 0
+    repaired: bool = False
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    why: str
+    at: float
+    guard_withdrawn: tuple[Prefix, ...]
+    backends: Mapping[str, Drift]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    report: ReconcileReport
+
+
+@dataclass(frozen=True)
+class BridgeInfo:
+    pid: int | None
+    exabgp_pid: int | None
+    connected: float
+
+
+@dataclass(frozen=True)
+class PeerView:
+    state: str
+    since: float
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    ready: bool
+    pending: int = 0
+    unaccounted: int = 0  # routes of ours kept because a new store cannot account for them
+    last_error: str = ""
+    settings: Mapping[str, str | int | float | bool] = field(default_factory=dict)
+    counters: Mapping[str, int] = field(default_factory=dict)
+    bridge: BridgeInfo | None = None
+    peers: Mapping[str, PeerView] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RouteCounts:
+    active: int
+    pending: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_routes: int
+    max_rate: int
+    bans_last_minute: int
+
+
+@dataclass(frozen=True)
+class StoreHealth:
+    """Whether the last write reached the disk, and since when it has not."""
+
+    writable: bool = True
+    since: float | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """The fail2ban queue (f2b_bgp/spool.py)."""
+
+    path: str
+    depth: int  # complete lines not applied yet
+    oldest_age: float | None  # seconds since the daemon first saw the oldest of them
+    applied: int  # lines since the daemon started
+    refused: int  # a guard or limit said no
+    malformed: int
+    error: str  # why the queue is not read ("" when it is)
+
+
+@dataclass(frozen=True)
+class Status:
+    version: str
+    uptime: float
+    routes: RouteCounts
+    limits: Limits
+    store: StoreHealth
+    backends: Mapping[str, BackendStatus]
+    last_reconcile: ReconcileReport | None
+    queue: QueueStatus | None  # None until the daemon has opened it
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of the daemon's event log."""
+
+    ts: float
+    event: str
+    prefix: str
+    jail: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class EventList:
+    events: tuple[Event, ...]  # the newest that match, oldest first
+
+
+@dataclass(frozen=True)
+class Pong:
+    version: str
+
+
+_PLAIN = (str, int, float, bool, type(None))
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def to_wire(value: Any) -> Any:
+    """JSON-ready form of a model value: dataclasses as objects, enums and prefixes as text."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is Prefix:
+        return str(value)
+    names = _FIELDS.get(kind)
+    if names is None and dataclasses.is_dataclass(kind):
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    if names is not None:
+        return {name: to_wire(getattr(value, name)) for name in names}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): to_wire(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_wire(v) for v in value]
+    return value
