@@ -1,17 +1,28 @@
 """The daemon with the kernel backend, live in the injector namespace: exit codes, owners, expiry, restart, drift.
+Then (1xx) the backend object itself in batches: what the kernel holds after each, and which prefixes failed.
 
 The firewall side (FRR injector redistributing to a receiver) is in test_kernel_frr.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import signal
-from collections.abc import Iterator
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import pytest
+from pyroute2 import netns
 
+from f2b_bgp.backends.kernel import KernelBackend
+from f2b_bgp.backends.rtnl_route import ROUTE_TYPES, RouteEncoder, RouteSpec, Verb
+from f2b_bgp.backends.rtnl_socket import RouteSocket
+from f2b_bgp.config import KernelConfig, RouteType
 from f2b_bgp.errors import ExitCode
+from f2b_bgp.model import Prefix
 from tests.lab.f2bbgp import F2bBgp, lab_config
 from tests.lab.netns import Topology
 from tests.lab.peers import kernel_routes
@@ -169,3 +180,172 @@ def test_090_stopping_the_daemon_leaves_routes_and_the_cli_says_unavailable(daem
     assert set(ours(topology)) == {f"{ATTACKER4}/32"}
     result = daemon.cli("status")
     assert result.returncode == ExitCode.UNAVAILABLE and "daemon not reachable" in result.stderr
+
+
+# --- the backend object in batches (not the daemon: protocol 202, so no daemon's reconcile touches them) ---
+
+T = TypeVar("T")
+V4 = [Prefix.parse(f"{net}.{i}/32") for net in ("192.0.2", "203.0.113") for i in range(256)]
+V6 = [Prefix.parse(f"2001:db8:f2b::{i:x}/128") for i in range(2000)]
+CONFIGS = {"main": KernelConfig(True, RouteType.BLACKHOLE, 254, 202, 0),
+           "table1000-metric77": KernelConfig(True, RouteType.UNREACHABLE, 1000, 202, 77)}
+
+
+def in_injector(topology: Topology, work: Callable[[], Awaitable[T]]) -> T:
+    """Run work() with every socket it opens in the injector's namespace."""
+    netns.pushns(topology.ns("injector"))
+    try:
+        return asyncio.run(work())
+    finally:
+        netns.popns()
+
+
+def with_backend(topology: Topology, config: KernelConfig, work: Callable[[KernelBackend], Awaitable[T]]) -> T:
+    async def run() -> T:
+        backend = KernelBackend(config)
+        await backend.start()
+        try:
+            return await work(backend)
+        finally:
+            await backend.stop()
+    return in_injector(topology, run)
+
+
+def kernel_view(topology: Topology, config: KernelConfig) -> dict[str, tuple[str, int]]:
+    """`ip route show table T proto N`, both families: prefix -> (type, metric)."""
+    routes = {}
+    for family in ("-4", "-6"):
+        for r in topology.ip_json("injector", [family, "route", "show", "table", str(config.table),
+                                               "proto", str(config.protocol)]):
+            routes[str(Prefix.parse(r["dst"]))] = (r.get("type", "unicast"), int(r.get("metric", 0)))
+    return routes
+
+
+Message = tuple[RouteEncoder, Verb, int, bytes, int]
+
+
+def numbered(routes: RouteSocket, messages: list[Message]) -> list[tuple[int, bytes]]:
+    """(seq, message) for each (encoder, verb, family, destination, length), as the backend sends them."""
+    requests = []
+    for encoder, verb, family, dst, length in messages:
+        seq = routes.next_seq()
+        requests.append((seq, encoder.encode(verb, seq, family, dst, length)))
+    return requests
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_100_batches_add_and_delete_as_the_kernel_sees_them(topology: Topology, name: str) -> None:
+    config = CONFIGS[name]
+    everything = V4 + V6
+
+    async def work(backend: KernelBackend) -> list[object]:
+        seen: list[object] = [await backend.announce(everything), await backend.installed(),
+                              kernel_view(topology, config)]
+        seen += [await backend.withdraw(everything[::2]), await backend.installed(), kernel_view(topology, config)]
+        seen += [await backend.withdraw(everything[1::2]), kernel_view(topology, config), backend.status().counters]
+        return seen
+
+    added, dumped, view, removed, dumped_half, view_half, removed_rest, view_end, sent = \
+        with_backend(topology, config, work)
+    assert added == {} and removed == {} and removed_rest == {}
+    assert dumped == set(everything) and set(view) == {str(p) for p in everything}  # pyroute2's dump and ip agree
+    assert {kind for kind, _ in view.values()} == {config.route_type.value}
+    default = {0, 1024}  # IPv4's and IPv6's
+    assert {metric for _, metric in view.values()} == ({config.metric} if config.metric else default)
+    assert dumped_half == set(everything[1::2]) and set(view_half) == {str(p) for p in everything[1::2]}
+    assert view_end == {}
+    assert 2 * len(everything) / 512 <= sent["sends"] < len(everything) / 100  # many messages per send
+
+
+def test_110_one_send_mixes_announces_and_withdraws_and_a_withdraw_of_an_absent_route_succeeds(
+        topology: Topology) -> None:
+    """Calls queued while nothing is sent go out together; ESRCH on delete means already absent.
+    (The kernel accepts every valid Prefix, so refusals are proven on the socket: test_120.)"""
+    config = CONFIGS["main"]
+    present, new, absent = V4[:100] + V6[:100], V4[100:200] + V6[100:200], [V4[300], V6[300]]
+
+    async def work(backend: KernelBackend) -> tuple[list[dict], int, dict[str, tuple[str, int]]]:
+        await backend.announce(present)
+        sends = backend.status().counters["sends"]
+        results = await asyncio.gather(backend.announce(new), backend.withdraw(present), backend.withdraw(absent))
+        sent = backend.status().counters["sends"] - sends
+        view = kernel_view(topology, config)
+        await backend.withdraw(new)
+        return list(results), sent, view
+
+    results, sends, view = with_backend(topology, config, work)
+    assert results == [{}, {}, {}]
+    assert sends == 1, f"{sends} sends for 402 routes queued together"
+    assert set(view) == {str(p) for p in new}
+    assert kernel_view(topology, config) == {}
+
+
+def test_120_one_send_mixes_adds_deletes_and_refusals_each_acked_by_sequence(topology: Topology) -> None:
+    """Straight on the socket: an address family mismatch, an unknown route type and a delete of an absent
+    route among good messages in one send; each gets its own ack."""
+    encoder = RouteEncoder(RouteSpec(254, 202, 0, ROUTE_TYPES["blackhole"]))
+    bad_type = RouteEncoder(RouteSpec(254, 202, 0, 200))
+    v4, v6 = socket.inet_pton(socket.AF_INET, "203.0.113.44"), socket.inet_pton(socket.AF_INET6, "2001:db8:f2b::44")
+
+    async def work() -> tuple[dict[int, tuple[int, str]], dict[str, tuple[str, int]]]:
+        routes = RouteSocket()
+        try:
+            requests = numbered(routes, [
+                (encoder, Verb.ADD, socket.AF_INET, v4, 32), (encoder, Verb.ADD, socket.AF_INET, v6, 128),
+                (encoder, Verb.DELETE, socket.AF_INET, socket.inet_pton(socket.AF_INET, "192.0.2.99"), 32),
+                (bad_type, Verb.ADD, socket.AF_INET6, v6, 128), (encoder, Verb.ADD, socket.AF_INET6, v6, 128)])
+            acks = await routes.exchange(requests)
+            view = kernel_view(topology, CONFIGS["main"])
+            await routes.exchange(numbered(routes, [(encoder, Verb.DELETE, socket.AF_INET, v4, 32),
+                                                    (encoder, Verb.DELETE, socket.AF_INET6, v6, 128)]))
+            return {i: (acks[seq].errno, acks[seq].message) for i, (seq, _) in enumerate(requests)}, view
+        finally:
+            routes.close()
+
+    answers, view = in_injector(topology, work)
+    assert [code for code, _ in answers.values()] == [0, errno.EINVAL, errno.ESRCH, errno.EINVAL, 0]
+    assert all(message for code, message in answers.values() if code == errno.EINVAL), answers  # the kernel said why
+    assert view == {"203.0.113.44/32": ("blackhole", 0), "2001:db8:f2b::44/128": ("blackhole", 1024)}
+    assert kernel_view(topology, CONFIGS["main"]) == {}
+
+
+def test_130_acks_lost_to_a_small_receive_buffer_are_asked_again(topology: Topology) -> None:
+    """ENOBUFS: the kernel did the work but dropped acks; the unanswered requests go again (idempotent)."""
+    encoder = RouteEncoder(RouteSpec(254, 202, 0, ROUTE_TYPES["blackhole"]))
+
+    async def work() -> tuple[list[object], dict[str, int]]:
+        routes = RouteSocket(socket_buffer=32 << 10)
+        try:
+            results = []
+            for verb in (Verb.ADD, Verb.DELETE):
+                requests = numbered(routes, [(encoder, verb, socket.AF_INET6, p.packed, 128) for p in V6[:512]])
+                acks = await routes.exchange(requests)
+                results.append(len(kernel_view(topology, CONFIGS["main"])))
+                results.append(sorted({acks[seq].errno for seq, _ in requests}))
+            return results, routes.counts
+        finally:
+            routes.close()
+
+    (held, add_codes, left, del_codes), counts = in_injector(topology, work)
+    assert counts["resends"] > 0, f"the small buffer lost no ack: {counts}"
+    assert (held, add_codes) == (512, [0])
+    assert left == 0 and set(del_codes) <= {0, errno.ESRCH}  # a repeated delete finds the route gone
+
+
+def test_140_a_ban_waits_at_most_a_batch_behind_a_big_replay(topology: Topology) -> None:
+    config = CONFIGS["main"]
+    replay, ban = V6[:1900], V4[0]
+
+    async def work(backend: KernelBackend) -> tuple[bool, bool, dict, dict]:
+        big = asyncio.create_task(backend.announce(replay))
+        small = asyncio.create_task(backend.announce([ban]))
+        await asyncio.wait({big, small}, return_when=asyncio.FIRST_COMPLETED)
+        order = (small.done(), big.done())
+        results = (await big, await small)
+        await backend.withdraw(replay + [ban])
+        return (*order, *results)
+
+    small_first, big_first, big_failed, small_failed = with_backend(topology, config, work)
+    assert (small_first, big_first) == (True, False), "the one-prefix call waited for the whole replay"
+    assert big_failed == {} and small_failed == {}
+    assert kernel_view(topology, config) == {}
