@@ -88,9 +88,11 @@ def fake_daemon(path: str, reply: bytes | None, asked: threading.Event | None = 
         conn.recv(4096)
         if asked is not None:
             asked.set()
-        if reply is not None:
+        if reply is None:
+            threading.Event().wait(60)  # hold the connection open: a closed one would answer EOF
+        else:
             conn.sendall(reply)
-            conn.close()
+        conn.close()
 
     threading.Thread(target=answer, daemon=True).start()
     return server
