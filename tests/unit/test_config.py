@@ -244,3 +244,15 @@ def test_aggregation_is_off_by_default_and_read_with_its_jails() -> None:
 def test_inconsistent_aggregation_is_a_config_error(raw: dict, expected: str) -> None:
     found = problems(raw)
     assert any(p.startswith(expected) for p in found), found
+
+
+def test_check_config_refuses_a_widening_the_guards_would_refuse(tmp_path: Path) -> None:
+    """As docs/aggregation.md shows it."""
+    result = check_config(tmp_path, "[aggregation]\nipv6_ban_length = 64\n")
+    assert result.returncode == ExitCode.CONFIG
+    assert result.stderr == (f"{tmp_path / 'config.toml'}: aggregation.ipv6_ban_length: /64 is shorter than "
+                             "guards.min_length_ipv6 (/128) allows: every widened ban would be refused; set "
+                             "guards.min_length_ipv6 = 64 and re-render the firewall snippets (f2b-bgp peering), "
+                             "or lengthen this\n")
+    fixed = check_config(tmp_path, "[guards]\nmin_length_ipv6 = 64\n[aggregation]\nipv6_ban_length = 64\n")
+    assert fixed.returncode == ExitCode.OK, fixed.stderr

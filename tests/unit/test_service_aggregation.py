@@ -172,3 +172,11 @@ def test_the_escalation_owner_name_is_reserved(tmp_path: Path) -> None:
     service, _, _ = make(tmp_path, aggregation=ESCALATE, **GUARDS)
     with pytest.raises(RequestError, match="reserved"):
         run(service.ban(BanRequest("203.0.113.1", jail="escalation")))
+
+
+def test_flush_of_the_escalation_owner_removes_only_escalated_bans(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path, aggregation=ESCALATE, **GUARDS)
+    for i in (1, 2, 3):
+        run(service.ban(BanRequest(f"203.0.113.{i}", jail="sshd")))
+    assert run(service.flush("escalation")).prefixes == 1
+    assert backend.routes == {"203.0.113.1/32", "203.0.113.2/32", "203.0.113.3/32"}
