@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 
 from . import __version__
 from .address import canonical_text, shown, to_network, to_prefix
-from .aggregation import ESCALATED, ESCALATION_OWNER, Member, RecentBans, Widening, decide, reason, widen
+from .aggregation import (ESCALATED, ESCALATION_OWNER, Member, RecentBans, Widening, decide, escalation_cover, reason,
+                          widen)
 from .backends.base import Backend, BackendUnavailable
 from .config import Config
 from .errors import LimitError, RefusedError, RequestError, StoreError
@@ -325,6 +326,9 @@ class Service:
         if self.recent_bans.policy != policy:  # the config was reloaded
             self.recent_bans = self._recent_bans()
         self.recent_bans.add(member, now)
+        cover = escalation_cover(member.prefix, policy)
+        if cover is None or self.store.is_wanted(cover):
+            return None  # already blackholed: nothing to decide (and a storm inside it costs nothing more)
         recent = [m for m in self.recent_bans.near(member.prefix) if self.store.is_wanted(m.prefix)]
         decision = decide(member, recent, policy, self.config.guards, self.host, now)
         if decision is None:

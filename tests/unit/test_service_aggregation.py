@@ -92,6 +92,10 @@ def test_escalation_blackholes_the_covering_prefix_as_its_own_claim(tmp_path: Pa
     assert ("escalate", "203.0.113.0/24", "3 bans: 203.0.113.1(sshd) 203.0.113.2(sshd) 203.0.113.3(sshd)") in events(service)
     member = service.show("203.0.113.2")
     assert [str(v.prefix) for v in member.bans] == ["203.0.113.2/32", "203.0.113.0/24"]
+    clock.now += 100
+    assert run(service.ban(BanRequest("203.0.113.4", jail="sshd"))).escalated is None  # already blackholed
+    assert [e for e, _, _ in events(service)].count("escalate") == 1
+    assert service.store.route_expiry(Prefix.parse("203.0.113.0/24")) == owner.expires
 
 
 def test_bans_outside_the_window_or_withdrawn_do_not_escalate(tmp_path: Path) -> None:
