@@ -2,11 +2,13 @@
 with real firewalls); the decisions themselves are the table of tests/unit/test_aggregation.py."""
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
 from netaddr import IPNetwork
 
+from f2b_bgp.config import parse_config
 from f2b_bgp.errors import RequestError
 from f2b_bgp.guards import HostFacts
 from f2b_bgp.model import Prefix, RouteState
@@ -184,3 +186,22 @@ def test_flush_of_the_escalation_owner_removes_only_escalated_bans(tmp_path: Pat
         run(service.ban(BanRequest(f"203.0.113.{i}", jail="sshd")))
     assert run(service.flush("escalation")).prefixes == 1
     assert backend.routes == {"203.0.113.1/32", "203.0.113.2/32", "203.0.113.3/32"}
+
+
+def test_max_rate_counts_the_covering_route(tmp_path: Path) -> None:
+    service, backend, clock = make(tmp_path, aggregation=ESCALATE, **{**GUARDS, "max_rate": 3})
+    for i in (1, 2, 3):  # three new routes in a minute: the rate is used up, the escalation would be the fourth
+        assert run(service.ban(BanRequest(f"203.0.113.{i}", jail="sshd"))).escalated is None
+    assert "203.0.113.0/24" not in backend.routes
+    assert any(e == "escalate-refused" and "max-rate" in d for e, _, d in events(service))
+    clock.now += 61
+    assert str(run(service.ban(BanRequest("203.0.113.4", jail="sshd"))).escalated) == "203.0.113.0/24"
+
+
+def test_a_widened_prefix_the_guards_now_refuse_is_withdrawn_at_reload(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path, aggregation=WIDEN, **GUARDS)
+    run(service.ban(BanRequest("2001:db8:7::5", jail="sshd")))
+    stricter = parse_config({"guards": {**GUARDS, "protected": ["2001:db8:7::100/120"]}, "aggregation": WIDEN})
+    service.config = dataclasses.replace(service.config, guards=stricter.guards)
+    assert [str(p) for p in run(service.reconcile("reload")).guard_withdrawn] == [WIDE]
+    assert backend.routes == set() and service.store.claims() == []
