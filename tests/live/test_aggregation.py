@@ -1,7 +1,9 @@
 """Issue 17 scenario: IPv6 bans widened to the attacker's /64, IPv4 bans escalated to their /24, at a real firewall.
 
-Injector: f2b-bgp (kernel backend) + FRR. Firewall: FRR or BIRD. Every snippet (firewall and
-injector) is rendered by `f2b-bgp peering` from the daemon's own config, which widens IPv6
+Injector: f2b-bgp with the kernel backend and FRR, or with the ExaBGP backend and ExaBGP.
+Firewall: FRR or BIRD (kernel backend), FRR (ExaBGP). Every snippet (firewall and injector,
+exabgp.conf and exabgp.env too) is rendered by `f2b-bgp peering` from the daemon's own
+config, which widens IPv6
 bans to /64 and escalates 5 bans in one IPv4 /24 (IPv6 /48) within 10 min; its shortest
 accepted lengths are /24 and /48, so the firewall accepts what the daemon makes.
 
@@ -38,6 +40,7 @@ import pytest
 from f2b_bgp.errors import ExitCode
 from tests.lab.asserts import assert_established, assert_kernel_blackhole, assert_no_kernel_route, assert_no_route, assert_route
 from tests.lab.bird import Bird
+from tests.lab.exabgp import Exabgp, with_bridge_program
 from tests.lab.f2bbgp import F2bBgp
 from tests.lab.frr import Frr
 from tests.lab.netns import HOSTS, Topology
@@ -85,6 +88,8 @@ bantime = ESCALATION_BANTIME
 local_as = 65001
 router_id = "198.51.100.2"
 discard_ipv4 = "198.51.100.9"
+next_hop_ipv4 = "198.51.100.2"
+next_hop_ipv6 = "2001:db8:1::2"
 
 [[bgp.peers]]
 name = "fw1"
@@ -92,10 +97,23 @@ address = "198.51.100.1"
 asn = 65000
 local_address = "198.51.100.2"
 """
+EXABGP_BACKEND = """
+[backends.kernel]
+enabled = false
+
+[backends.exabgp]
+enabled = true
+bridge_socket = "{workdir}/exabgp.sock"
+bridge_user = "root"  # the lab runs ExaBGP as root
+bridge_program = "/usr/local/bin/f2b-bgp"
+"""
+# (firewall, injector)
+SETUPS = [("frr", "kernel"), ("bird", "kernel"), ("frr", "exabgp")]
 
 
-def config(escalation_bantime: int = 3600) -> str:
-    return CONFIG.replace("ESCALATION_BANTIME", str(escalation_bantime))
+def config(injector: str, escalation_bantime: int = 3600) -> str:
+    text = CONFIG.replace("ESCALATION_BANTIME", str(escalation_bantime))
+    return text + EXABGP_BACKEND if injector == "exabgp" else text
 
 
 @dataclass
@@ -103,6 +121,7 @@ class Lab:
     topo: Topology
     firewall: Peer
     daemon: F2bBgp
+    injector: str
 
     def reaches(self, source: str) -> bool:
         family = "6" if ":" in source else "4"
@@ -122,36 +141,45 @@ class Lab:
         return [(prefix, detail) for prefix, detail in rows]
 
 
-def render(target: str, config_text: str, into: Path) -> Path:
+def render(target: str, config_file: Path, into: Path) -> Path:
     """`f2b-bgp peering TARGET` from the daemon's config: the firewall policy follows its settings."""
-    conf = into / "config.toml"
-    conf.write_text(config_text.replace("{workdir}", str(into)))
     out = into / target
-    subprocess.run([sys.executable, "-m", "f2b_bgp", "--config", str(conf), "peering", target, "--output-dir", str(out)],
+    subprocess.run([sys.executable, "-m", "f2b_bgp", "--config", str(config_file), "peering", target, "--output-dir", str(out)],
                    check=True, capture_output=True, text=True, timeout=60, cwd=REPO)
     return out
 
 
-@pytest.fixture(scope="module", params=["frr", "bird"])
+@pytest.fixture(scope="module", params=SETUPS, ids=[f"{f}-{i}" for f, i in SETUPS])
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    firewall, injector = request.param
     with ExitStack() as stack:
         snippets = make_workdir("aggregation-snippets")
         stack.callback(remove_workdir, snippets)
-        injector_files = render("frr-injector", config(), snippets)
-        firewall_files = render(request.param, config(), snippets)
         topo = stack.enter_context(Topology(urpf="loose"))
+        f2b = F2bBgp(topo.ns("injector"), config(injector))  # writes its config: the snippets come from it
+        stack.callback(remove_workdir, f2b.workdir)  # if it never starts; its own exit removes it otherwise
+        injector_files = render("frr-injector" if injector == "kernel" else "exabgp", f2b.config, snippets)
+        firewall_files = render(firewall, f2b.config, snippets)
         topo.run("attacker", ["ip", "-batch", "-"], input="".join(
             f"addr add {a}/{'128' if ':' in a else '32'} dev lo\n" for a in V6 + V4 + REFUSED))
         topo.run("firewall", ["ip", "-batch", "-"], input="".join(f"route add {r}\n" for r in ATTACKER_ROUTES))
         stack.enter_context(ServerListener(topo))
-        if request.param == "frr":
+        if firewall == "frr":
             daemon = stack.enter_context(Frr(topo.ns("firewall"), {d: firewall_files / f"{d}.conf"
                                                                   for d in ("zebra", "staticd", "bgpd")}))
         else:
             daemon = stack.enter_context(Bird(topo.ns("firewall"), firewall_files / "bird.conf"))
-        stack.enter_context(Frr(topo.ns("injector"), {d: injector_files / f"{d}.conf" for d in ("zebra", "bgpd")}))
-        f2b = stack.enter_context(F2bBgp(topo.ns("injector"), config()))
-        yield Lab(topo, peer_for(daemon), f2b)
+        if injector == "kernel":
+            stack.enter_context(Frr(topo.ns("injector"), {d: injector_files / f"{d}.conf" for d in ("zebra", "bgpd")}))
+        stack.enter_context(f2b)
+        if injector == "exabgp":  # as docs/peering.md starts it: exabgp --env-file exabgp.env server exabgp.conf
+            run = snippets / "run"
+            run.mkdir()
+            conf = with_bridge_program(injector_files / "exabgp.conf", run, "/usr/local/bin/f2b-bgp")
+            stack.enter_context(Exabgp(topo.ns("injector"), conf, listen=HOSTS["injector"]["4"], workdir=run,
+                                       env={"exabgp_daemon_user": "root", "exabgp_log_destination": "stdout"},
+                                       env_file=injector_files / "exabgp.env"))
+        yield Lab(topo, peer_for(daemon), f2b, injector)
 
 
 def test_010_session_up_and_every_attacker_reaches_the_server(lab: Lab) -> None:
@@ -216,7 +244,7 @@ def test_050_withdraw_of_a_member_while_covered_then_of_the_covering_prefix(lab:
 
 def test_060_members_and_the_covering_ban_expire_on_their_own_clocks(lab: Lab) -> None:
     lab.ok("flush")
-    lab.daemon.config.write_text(config(escalation_bantime=20).replace("{workdir}", str(lab.daemon.workdir)))
+    lab.daemon.config.write_text(config(lab.injector, escalation_bantime=20).replace("{workdir}", str(lab.daemon.workdir)))
     log = lab.daemon.workdir / "daemon.log"
     reloads = log.read_text().count("reloaded config=")
     lab.daemon.kill(signal.SIGHUP)
