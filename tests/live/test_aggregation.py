@@ -26,8 +26,8 @@ moves out of it (bgp.discard_ipv4 = 198.51.100.9, inside the protected /24).
 
 from __future__ import annotations
 
+import json
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -135,10 +135,10 @@ class Lab:
         assert result.returncode == ExitCode.OK, f"f2b-bgp {' '.join(args)}: {result.stderr}"
         return result.stdout
 
-    def events(self, kind: str) -> list[tuple[str, str]]:
-        with sqlite3.connect(f"file:{self.daemon.workdir / 'state.db'}?mode=ro", uri=True) as db:
-            rows = db.execute("SELECT prefix, detail FROM events WHERE event = ? ORDER BY id", (kind,)).fetchall()
-        return [(prefix, detail) for prefix, detail in rows]
+    def events(self, kind: str, prefix: str) -> list[str]:
+        """The details of PREFIX's events of this kind, as `f2b-bgp events --prefix` gives them."""
+        rows = json.loads(self.ok("events", "--prefix", prefix, "--json"))
+        return [row["detail"] for row in rows if row["event"] == kind]
 
 
 def render(target: str, config_file: Path, into: Path) -> Path:
@@ -215,14 +215,13 @@ def test_030_five_attackers_of_one_24_escalate_to_the_24(lab: Lab) -> None:
         assert lab.dropped(source), f"{source} must be dropped at the firewall"
     shown = lab.ok("show", V4[5])
     assert shown.startswith(f"{V4[5]}/32: blackholed by {V4_NET}, escalated after 5 bans in 10 min"), shown
-    ((prefix, detail),) = lab.events("escalate")
-    assert prefix == V4_NET and detail == "5 bans: " + " ".join(f"{a}(sshd)" for a in V4[:5])
+    assert lab.events("escalate", V4_NET) == ["5 bans: " + " ".join(f"{a}(sshd)" for a in V4[:5])]
 
 
 def test_040_a_24_that_overlaps_a_protected_prefix_is_not_escalated(lab: Lab) -> None:
     outs = [lab.ok("ban", address, "--jail", "sshd") for address in REFUSED[:5]]
     assert not any("escalated" in out for out in outs), outs
-    refusal = [detail for prefix, detail in lab.events("escalate-refused") if prefix == REFUSED_NET]
+    refusal = lab.events("escalate-refused", REFUSED_NET)
     assert refusal and refusal[-1].startswith("protected: 203.0.113.240/28 (lab dmz); members stay: "), refusal
     for address in REFUSED[:5]:
         assert_route(lab.firewall, f"{address}/32", communities={BLACKHOLE}, timeout=SETTLE)
