@@ -101,7 +101,10 @@ def ban(ctx: Context, address: str, jail: str, bantime: int | None, started: flo
         return
     route, own = result["route_expires"], result["expires"]
     longer = f" (this claim by {jail} until {_when(own)})" if own != route else ""
-    click.echo(f"{result['prefix']} {result['state']} until {_when(route)}{longer}")
+    widened = f", widened from {result['address']}" if result["address"] else ""
+    click.echo(f"{result['prefix']} {result['state']} until {_when(route)}{longer}{widened}")
+    if result["escalated"]:
+        click.echo(f"escalated: {result['escalated']} is blackholed (see 'f2b-bgp show {result['escalated']}')")
     if result["state"] == "pending":
         raise PendingError(f"{result['prefix']} is stored but not yet acknowledged by every backend",
                            hint="the daemon retries; see 'f2b-bgp status'")
@@ -130,6 +133,9 @@ def withdraw(ctx: Context, address: str) -> None:
     result = ctx.call("withdraw", prefix=address)
     removed = ", ".join(result["removed"])
     click.echo(f"{result['prefix']}: withdrawn (removed {removed})" if removed else f"{result['prefix']}: not banned (already so)")
+    if result["covered"]:
+        click.echo(f"{result['prefix']}: still blackholed inside {', '.join(result['covered'])}; withdraw that prefix "
+                   "to lift it")
 
 
 @cli.command(name="list")
@@ -149,14 +155,15 @@ def list_(ctx: Context, jail: str | None, as_json: bool) -> None:
                 continue
             backends = " ".join(f"{n}:{s['state']}" for n, s in b["backends"].items())
             for owner in b["owners"]:  # with --jail, the daemon sends only that jail's claims
-                click.echo(_row((b["prefix"], owner["jail"], _when(owner["created"]), _when(owner["expires"]),
-                                 b["state"], backends)))
+                click.echo(_row((b["prefix"], owner["jail"], owner["address"] or owner["origin"] or "-",
+                                 _when(owner["created"]), _when(owner["expires"]), b["state"], backends)))
     if as_json:
         click.echo("[]" if first else "]")
 
 
-LIST_HEADER = ("PREFIX", "JAIL", "SINCE", "EXPIRES", "STATE", "BACKEND")
-LIST_WIDTHS = (43, 16, 20, 20, 7)  # an IPv6 /128 is 43 characters at most; a jail may be wider
+LIST_HEADER = ("PREFIX", "JAIL", "FROM", "SINCE", "EXPIRES", "STATE", "BACKEND")
+# an IPv6 /128 is 43 characters at most, a widened ban's address 39; a jail may be wider
+LIST_WIDTHS = (43, 16, 39, 20, 20, 7)
 
 
 EVENTS_HEADER = ("TIME", "EVENT", "PREFIX", "JAIL", "DETAIL")
@@ -190,17 +197,35 @@ def show(ctx: Context, address: str, as_json: bool) -> None:
         click.echo(json.dumps({k: v for k, v in result.items() if k != "ok"}, indent=2))
         return
     verdict = result["verdict"]
-    click.echo(f"{result['prefix']}: {'blackholed' if result['blackholed'] else 'not blackholed'}")
+    click.echo(f"{result['prefix']}: {_blackholed(result)}")
     for b in result["bans"]:
-        click.echo(f"  state {b['state']}; " + "; ".join(f"{n} {s['state']}{' (' + s['error'] + ')' if s['error'] else ''}"
-                                                          for n, s in b["backends"].items()))
+        click.echo(f"  {b['prefix']} state {b['state']}; " + "; ".join(
+            f"{n} {s['state']}{' (' + s['error'] + ')' if s['error'] else ''}" for n, s in b["backends"].items()))
         for owner in b["owners"]:
-            click.echo(f"  banned by {owner['jail']} since {_when(owner['created'])} until {_when(owner['expires'])}"
-                       + (f": {owner['reason']}" if owner["reason"] else ""))
+            widened = f" for {owner['address']}" if owner["address"] else ""
+            click.echo(f"  banned by {owner['jail']}{widened} since {_when(owner['created'])} until "
+                       f"{_when(owner['expires'])}" + (f": {owner['reason']}" if owner["reason"] else ""))
     if verdict["accepted"]:
         click.echo("  guards: a ban would be accepted")
     else:
         click.echo(f"  guards: a ban would be refused by {verdict['guard']}: {verdict['reason']}")
+
+
+def _blackholed(result: dict[str, Any]) -> str:
+    """'blackholed', or which wider ban holds it: 'blackholed by 2001:db8:7::/64, widened from 2001:db8:7::5 (sshd)'."""
+    active = [b for b in result["bans"] if b["state"] == "active"]
+    if not result["blackholed"] or not active:
+        return "not blackholed"
+    if active[0]["prefix"] == result["prefix"]:
+        return "blackholed"
+    owner = active[0]["owners"][0]
+    if owner["origin"] == "widened":
+        why = f"widened from {owner['address']} ({owner['jail']})"
+    elif owner["origin"] == "escalated":
+        why = owner["reason"].split(":", 1)[0]
+    else:
+        why = f"banned by {owner['jail']}"
+    return f"blackholed by {active[0]['prefix']}, {why}"
 
 
 @cli.command()

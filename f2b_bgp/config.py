@@ -14,6 +14,7 @@ from typing import Any, Callable, TypeVar
 from netaddr import AddrFormatError, IPAddress, IPNetwork
 
 from . import defaults
+from .aggregation import AggregationPolicy, Escalation
 from .errors import ConfigError
 from .guards import GuardPolicy, ProtectedPrefix
 from .names import name_problem
@@ -139,6 +140,7 @@ class Config:
     exabgp: ExabgpConfig
     api: ApiConfig = ApiConfig(HttpsConfig((), None, None, None), (), ())
     remotes: tuple[RemoteConfig, ...] = ()
+    aggregation: AggregationPolicy = AggregationPolicy()
 
 
 def config_path(explicit: str | None = None) -> Path:
@@ -168,6 +170,7 @@ def parse_config(raw: dict[str, Any], path: Path = DEFAULT_PATH) -> Config:
         exabgp=_exabgp(backends.section("exabgp")),
         api=_api(r.section("api")),
         remotes=_remotes(backends),
+        aggregation=_aggregation(r.section("aggregation")),
     )
     r.finish()
     _cross_check(r, config)
@@ -195,6 +198,36 @@ def _cross_check(r: _Reader, config: Config) -> None:
         r.problem("guards.max_routes", f"{config.guards.max_routes} is above bgp.prefix_limit ({limit}): past "
                   "that the firewalls close the session and every blackhole goes; raise bgp.prefix_limit "
                   "(and the firewalls' limit) or lower max_routes")
+    _check_aggregation(r, config)
+
+
+def _check_aggregation(r: _Reader, config: Config) -> None:
+    """Every widened or escalated prefix must be one the guards (and so the firewalls) accept."""
+    guards, agg = config.guards, config.aggregation
+    lengths = [("aggregation.ipv6_ban_length", agg.ipv6_ban_length)]
+    lengths += [(f"aggregation.jails.{jail}.ipv6_ban_length", length) for jail, length in agg.jails.items()]
+    for key, length in lengths:
+        if length < guards.min_length_ipv6 and not r.failed(key, "guards.min_length_ipv6"):
+            r.problem(key, f"/{length} is shorter than guards.min_length_ipv6 (/{guards.min_length_ipv6}) allows: "
+                      f"every widened ban would be refused; set guards.min_length_ipv6 = {length} and re-render "
+                      "the firewall snippets (f2b-bgp peering), or lengthen this")
+    esc = agg.escalation
+    if not esc.enabled:
+        return
+    for version, key in ((4, "ipv4_length"), (6, "ipv6_length")):
+        shortest = guards.min_length_ipv4 if version == 4 else guards.min_length_ipv6
+        if esc.length(version) < shortest and not r.failed(f"aggregation.escalation.{key}"):
+            r.problem(f"aggregation.escalation.{key}", f"/{esc.length(version)} is shorter than "
+                      f"guards.min_length_ipv{version} (/{shortest}) allows: every escalation would be refused; "
+                      f"set guards.min_length_ipv{version} = {esc.length(version)} and re-render the firewall "
+                      "snippets (f2b-bgp peering), or lengthen this")
+    for key, length in lengths:
+        if length < 128 and length <= esc.ipv6_length and not r.failed(key, "aggregation.escalation.ipv6_length"):
+            r.problem(key, f"/{length} is not longer than aggregation.escalation.ipv6_length (/{esc.ipv6_length}): "
+                      "an escalation needs several widened bans inside its covering prefix")
+    if esc.bantime > config.daemon.max_bantime and not r.failed("aggregation.escalation.bantime"):
+        r.problem("aggregation.escalation.bantime", f"{esc.bantime} is above daemon.max_bantime "
+                  f"({config.daemon.max_bantime})")
 
 
 def config_warnings(config: Config) -> list[str]:
@@ -474,6 +507,28 @@ def _bgp(r: _Reader) -> BgpConfig:
         prefix_limit=r.number("prefix_limit", int, 10000, 1, 10**7),
         peers=tuple(p for key, item in r.items("peers") if (p := _peer(r, key, item))),
     )
+
+
+def _aggregation(r: _Reader) -> AggregationPolicy:
+    default = r.number("ipv6_ban_length", int, 128, 16, 128)
+    jails = r.section("jails")
+    lengths = {}
+    for jail in list(jails.table):
+        jails.used.add(jail)
+        if problem := name_problem(jail):
+            jails.problem(jails.key(jail), f"a jail name {problem}")
+            continue
+        lengths[jail] = jails.section(jail).number("ipv6_ban_length", int, default, 16, 128)
+    e = r.section("escalation")
+    escalation = Escalation(
+        enabled=e.get("enabled", bool, False),
+        ipv4_length=e.number("ipv4_length", int, 24, 8, 31),
+        ipv6_length=e.number("ipv6_length", int, 48, 16, 127),
+        threshold=e.number("threshold", int, 5, 2, 10000),
+        window=e.number("window", float, 600.0, 1, 7 * 86400),
+        bantime=e.number("bantime", int, 86400, 1, 10**9),
+    )
+    return AggregationPolicy(default, lengths, escalation)
 
 
 def _kernel(r: _Reader) -> KernelConfig:

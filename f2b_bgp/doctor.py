@@ -19,6 +19,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from .aggregation import AggregationPolicy
 from .client import Client
 from .config import Config, load_config
 from .defaults import API_SOCKET
@@ -377,12 +378,24 @@ def check_guards(options: Options, facts: Facts) -> list[Check]:
              "the host's addresses" if g.protect_host_addresses else "NOT the host's addresses",
              "host routes only" if (g.min_length_ipv4, g.min_length_ipv6) == (32, 128) else
              f"prefixes from /{g.min_length_ipv4} and /{g.min_length_ipv6}",
+             *_aggregation(facts.config.aggregation),
              "special-purpose ranges refused" + (f" but {', '.join(map(str, g.allow_special))}" if g.allow_special else ""),
              f"max_routes {g.max_routes}", f"max_rate {g.max_rate}/min"]
     if not own or not g.protect_host_addresses:
         return [Check("guards", Level.WARN, "; ".join(parts), "list your own networks in guards.protected "
                       "and keep guards.protect_host_addresses = true")]
     return [Check("guards", Level.OK, "; ".join(parts))]
+
+
+def _aggregation(agg: AggregationPolicy) -> list[str]:
+    found = []
+    if agg.ipv6_ban_length < 128 or agg.jails:
+        jails = "".join(f", {jail} /{length}" for jail, length in sorted(agg.jails.items()))
+        found.append(f"IPv6 bans widened to /{agg.ipv6_ban_length}{jails}")
+    esc = agg.escalation
+    if esc.enabled:
+        found.append(f"{esc.threshold} bans in {esc.window:g} s escalate to /{esc.ipv4_length}, /{esc.ipv6_length}")
+    return found
 
 
 STEPS: Sequence[Callable[[Options, Facts], list[Check]]] = (check_store, check_kernel, check_exabgp, check_fail2ban,

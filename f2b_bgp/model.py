@@ -99,6 +99,8 @@ class Claim:
     reason: str
     created: float
     expires: float | None  # None: never (config forbids it through daemon.max_bantime)
+    address: str = ""  # the banned address, when the claim is on a wider prefix than it
+    origin: str = ""  # "widened", "escalated" or "" (the prefix as banned)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class Owner:
     reason: str
     created: float
     expires: float | None
+    address: str = ""
+    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,8 @@ class BanResult:
     expires: float | None  # this claim's expiry
     route_expires: float | None  # the route's: the latest of every owner's
     new: bool
+    address: str = ""  # the banned address, when PREFIX is the wider prefix claimed for it
+    escalated: Prefix | None = None  # the covering prefix this ban escalated to
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,7 @@ class UnbanResult:
 class WithdrawResult:
     prefix: Prefix
     removed: tuple[str, ...]
+    covered: tuple[Prefix, ...] = ()  # blackholed prefixes that still contain PREFIX
 
 
 @dataclass(frozen=True)
@@ -166,7 +173,7 @@ class Listing:
 class ShowResult:
     prefix: Prefix
     blackholed: bool
-    bans: tuple[BanView, ...]
+    bans: tuple[BanView, ...]  # every stored prefix containing PREFIX, the most specific first
     verdict: Verdict
 
 

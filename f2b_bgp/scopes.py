@@ -120,14 +120,17 @@ def _check_forbidden(token: Token, prefix: Prefix) -> None:
 
 
 async def _withdraw_own(token: Token, prefix: Prefix, service: Service) -> WithdrawResult:
-    """Withdraw for a client that sees only its own claims: every one of them on PREFIX, no other."""
+    """Withdraw for a client that sees only its own claims: every one of them on PREFIX, and those
+    made for the address PREFIX on a wider prefix (a widened ban), no other."""
     removed = []
-    for claim in service.store.claims(prefix=prefix):
+    widened = service.store.claims_for_address(prefix.address) if prefix.is_host else []
+    for claim in service.store.claims(prefix=prefix) + widened:
         if owns(token, claim.jail):
-            result: UnbanResult = await service.unban(str(prefix), claim.jail)
+            # a widened claim is its jail's claim for the banned address: unban removes it by that address
+            result: UnbanResult = await service.unban(claim.address or str(prefix), claim.jail)
             if result.removed:
                 removed.append(claim.jail)
-    return WithdrawResult(prefix, tuple(removed))
+    return WithdrawResult(prefix, tuple(removed), tuple(service.store.covering(prefix)))
 
 
 def _narrow(token: Token, result: object) -> object:

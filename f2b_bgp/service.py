@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 
 from . import __version__
 from .address import canonical_text, shown, to_network, to_prefix
+from .aggregation import (ESCALATED, ESCALATION_OWNER, Member, RecentBans, Widening, decide, escalation_cover, reason,
+                          widen)
 from .backends.base import Backend, BackendUnavailable
 from .config import Config
 from .errors import LimitError, RefusedError, RequestError, StoreError
@@ -79,6 +81,7 @@ class Service:
         self.book.mark_pending(store.wanted())  # until the start-up reconcile has seen them in place
         self.queue: Spool | None = None  # the fail2ban queue, once the daemon has opened it
         self.stats = Stats()
+        self.recent_bans = self._recent_bans()
         for backend in self.backends:
             backend.on_reset = self._replayer(backend)
             backend.on_lost = self._loser(backend)
@@ -88,49 +91,70 @@ class Service:
 
     async def ban(self, req: BanRequest) -> BanResult:
         _check_owner(req.jail)
-        prefix = self._accept(req.prefix)
+        if req.jail == ESCALATION_OWNER:
+            raise RequestError(f"jail {ESCALATION_OWNER!r} is reserved for escalated bans")
+        banned = self._accept(req.prefix)
+        widening = self._widen(banned, req.jail)
+        prefix = widening.prefix
         now = self.clock()
         expires = self._expiry(req, now)
         if expires is not None and expires <= now:
             log.info(kv("ban", prefix=prefix, jail=req.jail, expires=expires, result="expired"))
             self.stats.count("ban", "expired")
-            return BanResult(prefix, RouteState.EXPIRED, expires, self.store.route_expiry(prefix), False)
+            return BanResult(prefix, RouteState.EXPIRED, expires, self.store.route_expiry(prefix), False,
+                             widening.address)
+        created = min(req.started or now, now)
         async with self._locked([prefix]):
             is_new = not self.store.is_wanted(prefix)
             if is_new:
                 self._check_capacity(now)
-            fresh = self.store.upsert_claim(Claim(prefix, req.jail, req.reason, min(req.started or now, now), expires))
+            fresh = self.store.upsert_claim(Claim(prefix, req.jail, req.reason, created, expires,
+                                                  widening.address, widening.origin))
             if is_new:
                 self.recent.append(now)
                 self.book.mark_pending([prefix])
             self.wake.set()
             await self._apply([prefix])
         state = self.book.state(prefix)
-        log.info(kv("ban", prefix=prefix, jail=req.jail, expires=expires or 0, new=fresh, result=state.value))
+        log.info(kv("ban", prefix=prefix, jail=req.jail, expires=expires or 0, new=fresh, result=state.value,
+                    **({"widened_from": widening.address} if widening.address else {})))
         self.stats.count("ban", "new" if fresh else "extend")
-        return BanResult(prefix, state, expires, self.store.route_expiry(prefix), fresh)
+        escalated = await self._escalate(Member(prefix, _text(banned), req.jail, created), now)
+        return BanResult(prefix, state, expires, self.store.route_expiry(prefix), fresh, widening.address, escalated)
 
     async def unban(self, text: str, jail: str) -> UnbanResult:
+        """Remove JAIL's claim on the prefix, and its claims on wider prefixes made for this address."""
         _check_owner(jail)
         prefix = self._parse(text)
-        async with self._locked([prefix]):
+        routes = sorted({prefix, *(c.prefix for c in self._widened(prefix) if c.jail == jail)})
+        async with self._locked(routes):
             removed = self.store.remove_claim(prefix, jail)
-            remaining = tuple(c.jail for c in self.store.claims(prefix=prefix))
-            if removed and not remaining:
-                await self._apply([prefix])
-        log.info(kv("unban", prefix=prefix, jail=jail, removed=removed, remaining=len(remaining)))
+            route = prefix
+            for claim in self._widened(prefix):
+                if claim.jail == jail and claim.prefix in routes:
+                    removed = self.store.remove_claim(claim.prefix, jail, address=claim.address) or removed
+                    route = claim.prefix
+            remaining = tuple(_label(c, route) for c in self.store.claims(prefix=route))
+            await self._apply([p for p in routes if not self.store.is_wanted(p)])
+        log.info(kv("unban", prefix=route, jail=jail, removed=removed, remaining=len(remaining)))
         if removed:
             self.stats.count("unban", "last" if not remaining else "shared")
-        return UnbanResult(prefix, removed, remaining, removed and not remaining)
+        return UnbanResult(route, removed, remaining, removed and not remaining)
 
     async def withdraw(self, text: str) -> WithdrawResult:
+        """Remove every claim on the prefix, and every claim on a wider prefix made for this address."""
         prefix = self._parse(text)
-        async with self._locked([prefix]):
-            jails = self.store.remove_prefix(prefix)
-            await self._apply([prefix])
-        log.info(kv("withdraw", prefix=prefix, removed=",".join(jails) or "-"))
-        self.stats.count("withdraw", "", len(jails))
-        return WithdrawResult(prefix, tuple(jails))
+        routes = sorted({prefix, *(c.prefix for c in self._widened(prefix))})
+        async with self._locked(routes):
+            gone = self.store.remove_prefix(prefix)
+            widened = [c for c in self._widened(prefix) if c.prefix in routes]
+            self.store.remove_claims(widened, "withdraw")
+            await self._apply([p for p in routes if not self.store.is_wanted(p)])
+        removed = tuple(_label(c, prefix) for c in gone + widened)
+        covered = tuple(self.store.covering(prefix))
+        log.info(kv("withdraw", prefix=prefix, removed=",".join(removed) or "-", covered=len(covered)))
+        self.stats.count("withdraw", "", len(removed))
+        return WithdrawResult(prefix, removed, covered)
 
     async def flush(self, jail: str | None) -> FlushResult:
         if jail is not None:
@@ -158,12 +182,11 @@ class Service:
         if isinstance(verdict, Refused) and verdict.guard == "input":
             raise RefusedError(str(verdict))
         prefix = to_prefix(verdict.prefix) if isinstance(verdict, Accepted) else self._parse(text)
-        claims = self.store.claims(prefix=prefix)
-        view = self._view(prefix, claims) if claims else None
+        views = tuple(self._view(route, self.store.claims(prefix=route)) for route in self.store.covering(prefix))
         return ShowResult(
             prefix=prefix,
-            blackholed=view is not None and view.state is RouteState.ACTIVE,
-            bans=(view,) if view else (),
+            blackholed=any(view.state is RouteState.ACTIVE for view in views),
+            bans=views,
             verdict=Verdict(True) if isinstance(verdict, Accepted) else Verdict(False, verdict.guard, verdict.reason),
         )
 
@@ -267,6 +290,74 @@ class Service:
             raise RefusedError(str(verdict), hint=_hint(verdict))
         return to_prefix(verdict.prefix)
 
+    def _widen(self, banned: Prefix, jail: str) -> Widening:
+        widening = widen(banned, jail, self.config.aggregation, self.config.guards, self.host)
+        if widening.refused is not None:
+            log.warning(kv("widen-refused", prefix=widening.tried, address=banned.address, jail=jail,
+                           guard=widening.refused.guard, reason=widening.refused.reason))
+            self._note("widen-refused", str(widening.tried),
+                       f"{banned.address} ({jail}) stays a host ban: {widening.refused}")
+        return widening
+
+    def _widened(self, prefix: Prefix) -> list[Claim]:
+        """The claims on wider prefixes made for this banned address."""
+        return self.store.claims_for_address(prefix.address) if prefix.is_host else []
+
+    def _recent_bans(self) -> RecentBans:
+        """The bans of the escalation window, from the store: a restart forgets none."""
+        policy = self.config.aggregation.escalation
+        recent = RecentBans(policy)
+        if policy.enabled:
+            now = self.clock()
+            for claim in self.store.claims_since(now - policy.window):
+                if claim.origin != ESCALATED:
+                    recent.add(Member(claim.prefix, claim.address or _text(claim.prefix), claim.jail, claim.created),
+                               now)
+        return recent
+
+    async def _escalate(self, member: Member, now: float) -> Prefix | None:
+        """Blackhole the covering prefix once enough members are banned in the window.
+
+        The member's own ban is done whatever happens here: a refusal, a limit or a store
+        that cannot be written is logged and kept in the events, never an error to the client."""
+        policy = self.config.aggregation.escalation
+        if not policy.enabled:
+            return None
+        if self.recent_bans.policy != policy:  # the config was reloaded
+            self.recent_bans = self._recent_bans()
+        self.recent_bans.add(member, now)
+        cover = escalation_cover(member.prefix, policy)
+        if cover is None or self.store.is_wanted(cover):
+            return None  # already blackholed: nothing to decide (and a storm inside it costs nothing more)
+        recent = [m for m in self.recent_bans.near(member.prefix) if self.store.is_wanted(m.prefix)]
+        decision = decide(member, recent, policy, self.config.guards, self.host, now)
+        if decision is None:
+            return None
+        cover, members = decision.cover, " ".join(f"{m.address}({m.jail})" for m in decision.members)
+        if decision.refused is not None:
+            log.warning(kv("escalate-refused", prefix=cover, members=len(decision.members),
+                           guard=decision.refused.guard, reason=decision.refused.reason))
+            self._note("escalate-refused", str(cover), f"{decision.refused}; members stay: {members}")
+            return None
+        try:
+            async with self._locked([cover]):
+                is_new = not self.store.is_wanted(cover)
+                if is_new:
+                    self._check_capacity(now)
+                self.store.upsert_claim(Claim(cover, ESCALATION_OWNER, reason(decision, policy), now,
+                                              now + policy.bantime, "", ESCALATED))
+                if is_new:
+                    self.recent.append(now)
+                    self.book.mark_pending([cover])
+                self.wake.set()
+                await self._apply([cover])
+        except (LimitError, StoreError) as err:
+            self._note("escalate-refused", str(cover), f"{err.message}; members stay: {members}")
+            return None
+        self._note("escalate", str(cover), f"{len(decision.members)} bans: {members}")
+        log.info(kv("escalate", prefix=cover, members=len(decision.members), result=self.book.state(cover).value))
+        return cover
+
     def _note(self, event: str, prefix: str, detail: str) -> None:
         """An event that changes nothing: a store that cannot take it must not fail the request."""
         try:
@@ -307,7 +398,8 @@ class Service:
             prefix=prefix,
             state=self.book.state(prefix),
             expires=None if None in ends else max(e for e in ends if e is not None),
-            owners=tuple(Owner(c.jail, c.reason, c.created, c.expires) for c in claims if jail in (None, c.jail)),
+            owners=tuple(Owner(c.jail, c.reason, c.created, c.expires, c.address, c.origin)
+                         for c in claims if jail in (None, c.jail)),
             backends={b.name: self.book.backend_state(b.name, prefix) for b in self.backends},
         )
 
@@ -482,6 +574,18 @@ def _fingerprint(policy: GuardPolicy, host: HostFacts) -> str:
     """Changes whenever a guard could decide otherwise: the policy or the host's addresses."""
     text = repr((policy, sorted(str(a) for a in host.addresses)))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _text(prefix: Prefix) -> str:
+    """An address as written, a prefix with its length."""
+    return prefix.address if prefix.is_host else str(prefix)
+
+
+def _label(claim: Claim, asked: Prefix) -> str:
+    """An owner as the operator reads it: the jail, and the route or the address when not obvious."""
+    if claim.prefix != asked:
+        return f"{claim.jail} on {claim.prefix}"
+    return f"{claim.jail} for {claim.address}" if claim.address else claim.jail
 
 
 def _hint(verdict: Refused) -> str:

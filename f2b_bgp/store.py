@@ -25,9 +25,12 @@ CREATE TABLE IF NOT EXISTS claims (
     reason  TEXT NOT NULL DEFAULT '',
     created REAL NOT NULL,
     expires REAL,
-    PRIMARY KEY (prefix, jail)
+    address TEXT NOT NULL DEFAULT '',
+    origin  TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (prefix, jail, address)
 );
 CREATE INDEX IF NOT EXISTS claims_expires ON claims (expires);
+CREATE INDEX IF NOT EXISTS claims_address ON claims (address) WHERE address != '';
 CREATE TABLE IF NOT EXISTS events (
     id     INTEGER PRIMARY KEY,
     ts     REAL NOT NULL,
@@ -42,7 +45,24 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
-_CLAIM_COLUMNS = "prefix, jail, reason, created, expires"
+_CLAIM_COLUMNS = "prefix, jail, reason, created, expires, address, origin"
+# Before aggregation a claim was keyed by (prefix, jail): the table is rebuilt with the banned
+# address in the key (SQLite cannot change a primary key in place), old rows keep address ''.
+_MIGRATE_ADDRESS = """
+CREATE TABLE claims_v2 (
+    prefix  TEXT NOT NULL,
+    jail    TEXT NOT NULL,
+    reason  TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    expires REAL,
+    address TEXT NOT NULL DEFAULT '',
+    origin  TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (prefix, jail, address)
+);
+INSERT INTO claims_v2 (prefix, jail, reason, created, expires) SELECT prefix, jail, reason, created, expires FROM claims;
+DROP TABLE claims;
+ALTER TABLE claims_v2 RENAME TO claims;
+"""
 
 
 class Store:
@@ -55,6 +75,7 @@ class Store:
             tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
             self.db.executescript(SCHEMA)
             self._probe()
             # A store without our tables (a new file, or one truncated to 0 bytes) knows nothing, and
@@ -79,6 +100,15 @@ class Store:
     def _probe(self) -> None:
         with self._tx():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('opened', ?)", (str(time.time()),))
+
+    def _migrate(self) -> None:
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(claims)")}
+        if columns and "address" not in columns:
+            with self._tx():
+                for statement in _MIGRATE_ADDRESS.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self._event("migrate", detail="claims: added address and origin")
 
     def _settled(self) -> bool:
         return bool(self.db.execute("SELECT 1 FROM meta WHERE key = 'settled'").fetchall())
@@ -124,7 +154,7 @@ class Store:
             where.append("jail = ?")
             args.append(jail)
         sql = f"SELECT {_CLAIM_COLUMNS} FROM claims" + (" WHERE " + " AND ".join(where) if where else "")
-        return [_claim(row) for row in self.db.execute(sql + " ORDER BY created, prefix, jail", args)]
+        return [_claim(row) for row in self.db.execute(sql + " ORDER BY created, prefix, jail, address", args)]
 
     def page(self, after: str, limit: int, jail: str | None = None) -> list[Claim]:
         """Every claim on the next `limit` prefixes whose text sorts after `after` (of those
@@ -137,9 +167,31 @@ class Store:
         if not prefixes:
             return []
         rows = self.db.execute(f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE prefix >= ? AND prefix <= ? "
-                               "ORDER BY prefix, created, jail", (prefixes[0], prefixes[-1])).fetchall()
+                               "ORDER BY prefix, created, jail, address", (prefixes[0], prefixes[-1])).fetchall()
         wanted = set(prefixes)
         return [_claim(row) for row in rows if row[0] in wanted]
+
+    def claims_for_address(self, address: str) -> list[Claim]:
+        """The claims made on a wider prefix for this banned address (widened bans)."""
+        rows = self.db.execute(f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE address = ? AND address != '' "
+                               "ORDER BY created, prefix, jail", (address,)).fetchall()
+        return [_claim(row) for row in rows]
+
+    def claims_since(self, since: float) -> list[Claim]:
+        """Claims created at or after SINCE (the recent bans, at start)."""
+        rows = self.db.execute(f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE created >= ? ORDER BY created",
+                               (since,)).fetchall()
+        return [_claim(row) for row in rows]
+
+    def covering(self, prefix: Prefix) -> list[Prefix]:
+        """Stored prefixes equal to or containing PREFIX, the most specific first: one probe per length."""
+        found = []
+        for length in range(prefix.length, -1, -1):
+            shift = prefix.width - length
+            candidate = Prefix(prefix.version, prefix.value >> shift << shift, length)
+            if candidate in self.owners:
+                found.append(candidate)
+        return found
 
     def wanted(self) -> KeysView[Prefix]:
         return self.owners.keys()
@@ -159,20 +211,22 @@ class Store:
 
     def upsert_claim(self, claim: Claim) -> bool:
         """Record a claim; a repeat claim keeps its creation time and the later expiry. True if new."""
-        key = (str(claim.prefix), claim.jail)
+        key = (str(claim.prefix), claim.jail, claim.address)
+        detail = f" {claim.origin}_from={claim.address}" if claim.address else ""
         with self._tx():
-            old = self.db.execute("SELECT expires FROM claims WHERE prefix = ? AND jail = ?", key).fetchall()
+            old = self.db.execute("SELECT expires FROM claims WHERE prefix = ? AND jail = ? AND address = ?",
+                                  key).fetchall()
             old = old[0] if old else None
             if old is None:
-                self.db.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?)",
-                                (*key, claim.reason, claim.created, claim.expires))
-                self._event("ban", *key, f"expires={_ts(claim.expires)}")
+                self.db.execute(f"INSERT INTO claims ({_CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (*key[:2], claim.reason, claim.created, claim.expires, claim.address, claim.origin))
+                self._event("ban", *key[:2], f"expires={_ts(claim.expires)}{detail}")
             else:
                 expires = None if old[0] is None or claim.expires is None else max(old[0], claim.expires)
                 self.db.execute(
                     "UPDATE claims SET expires = ?, reason = CASE WHEN ? = '' THEN reason ELSE ? END "
-                    "WHERE prefix = ? AND jail = ?", (expires, claim.reason, claim.reason, *key))
-                self._event("extend", *key, f"expires={_ts(expires)}")
+                    "WHERE prefix = ? AND jail = ? AND address = ?", (expires, claim.reason, claim.reason, *key))
+                self._event("extend", *key[:2], f"expires={_ts(expires)}{detail}")
         if old is None:
             self._count(claim.prefix, +1)
         return old is None
@@ -192,31 +246,35 @@ class Store:
         """When the route goes: the latest expiry of its owners (None if it has none)."""
         return self._one("SELECT MAX(expires) FROM claims WHERE prefix = ?", str(prefix))
 
-    def remove_claim(self, prefix: Prefix, jail: str, event: str = "unban") -> bool:
+    def remove_claim(self, prefix: Prefix, jail: str, event: str = "unban", address: str = "") -> bool:
         with self._tx():
-            gone = self.db.execute("DELETE FROM claims WHERE prefix = ? AND jail = ?", (str(prefix), jail)).rowcount
+            gone = self.db.execute("DELETE FROM claims WHERE prefix = ? AND jail = ? AND address = ?",
+                                   (str(prefix), jail, address)).rowcount
             if gone:
-                self._event(event, str(prefix), jail)
+                self._event(event, str(prefix), jail, f"address={address}" if address else "")
         if gone:
             self._count(prefix, -1)
         return bool(gone)
 
-    def remove_prefix(self, prefix: Prefix, event: str = "withdraw") -> list[str]:
+    def remove_prefix(self, prefix: Prefix, event: str = "withdraw") -> list[Claim]:
+        """Remove every claim on PREFIX; the claims removed."""
         text = str(prefix)
         with self._tx():
-            jails = [r[0] for r in self.db.execute("SELECT jail FROM claims WHERE prefix = ? ORDER BY jail", (text,))]
+            removed = [_claim(row) for row in self.db.execute(
+                f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE prefix = ? ORDER BY jail, address", (text,)).fetchall()]
             self.db.execute("DELETE FROM claims WHERE prefix = ?", (text,))
-            for jail in jails:
-                self._event(event, text, jail)
+            for claim in removed:
+                self._event(event, text, claim.jail, f"address={claim.address}" if claim.address else "")
         self.owners.pop(prefix, None)
-        return jails
+        return removed
 
     def remove_claims(self, claims: list[Claim], event: str) -> None:
-        """Remove these claims in one transaction (flush, expiry)."""
+        """Remove these claims in one transaction (flush, expiry, withdraw of an address)."""
         with self._tx():
             for claim in claims:
-                self.db.execute("DELETE FROM claims WHERE prefix = ? AND jail = ?", (str(claim.prefix), claim.jail))
-                self._event(event, str(claim.prefix), claim.jail)
+                self.db.execute("DELETE FROM claims WHERE prefix = ? AND jail = ? AND address = ?",
+                                (str(claim.prefix), claim.jail, claim.address))
+                self._event(event, str(claim.prefix), claim.jail, f"address={claim.address}" if claim.address else "")
         for claim in claims:
             self._count(claim.prefix, -1)
 
@@ -302,8 +360,8 @@ def _rollback(db: sqlite3.Connection) -> None:
             pass  # the transaction is gone with the failed statement
 
 
-def _claim(row: tuple[str, str, str, float, float | None]) -> Claim:
-    return Claim(Prefix.parse(row[0]), row[1], row[2], row[3], row[4])
+def _claim(row: tuple[str, str, str, float, float | None, str, str]) -> Claim:
+    return Claim(Prefix.parse(row[0]), row[1], row[2], row[3], row[4], row[5], row[6])
 
 
 def _cause(err: Exception) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from netaddr import IPAddress, IPNetwork
 
+from f2b_bgp.aggregation import AggregationPolicy
 from f2b_bgp.config import Config, Peer, discard_next_hops
 from f2b_bgp.defaults import BLACKHOLE
 from f2b_bgp.errors import ConfigError
@@ -54,6 +55,7 @@ class Peering:
     prefix_limit: int
     injector_as: int
     injector_router_id: IPAddress
+    aggregation: AggregationPolicy  # its lengths are within min_length_* (check-config): named in the headers
 
     def injector_id(self, daemon: str) -> str:
         """The injector's router id for DAEMON's config; 0.0.0.0 (the config's default) is no identifier."""
@@ -92,6 +94,7 @@ def peering(config: Config) -> Peering:
         prefix_limit=bgp.prefix_limit,
         injector_as=bgp.local_as,
         injector_router_id=bgp.router_id,
+        aggregation=config.aggregation,
     )
 
 
@@ -168,8 +171,22 @@ def _policy(p: Peering, refused: str) -> list[Placeholder]:
     return found + [
         Placeholder(f"/{p.min_length_ipv4}, /{p.min_length_ipv6}", "guards.min_length_ipv4, guards.min_length_ipv6",
                     "shortest prefix length"),
+        *_aggregation(p.aggregation),
         Placeholder(" ".join(p.communities), "bgp.communities", f"{BLACKHOLE} (RFC 7999 BLACKHOLE) is always first"),
     ]
+
+
+def _aggregation(agg: AggregationPolicy) -> list[Placeholder]:
+    """The wider prefixes the daemon makes, each within the shortest length above."""
+    found = []
+    if agg.ipv6_ban_length < 128 or agg.jails:
+        jails = "".join(f", {jail} /{length}" for jail, length in sorted(agg.jails.items()))
+        found.append(Placeholder(f"/{agg.ipv6_ban_length}{jails}", "aggregation.ipv6_ban_length, aggregation.jails",
+                                 "IPv6 bans widened to"))
+    if agg.escalation.enabled:
+        found.append(Placeholder(f"/{agg.escalation.ipv4_length}, /{agg.escalation.ipv6_length}",
+                                 "aggregation.escalation.ipv4_length, .ipv6_length", "escalated covering prefixes"))
+    return found
 
 
 def _protected_key(entry: ProtectedPrefix) -> str:

@@ -10,7 +10,7 @@ send, so each firewall must refuse it on its own. Addresses are the lab's (docs/
 | 020 | (none) session from the shipped config | Established | Established |
 | 030 | attacker 203.0.113.66/32, 2001:db8:203::66/128 with 65535:666 | kernel blackhole, probe DROP; server still sees the echo | - |
 | 040 | same, then the shipped uRPF files (`90-f2b-urpf.conf`, `f2b-urpf.nft`) | server no longer sees it; firewall counts the drop | - |
-| 050 | protected server 198.51.100.130/32, 2001:db8:2::10/128; discard next-hop 192.0.2.1/32, 100::1/128; short 203.0.113.0/24, 2001:db8:203::/64; no community 203.0.113.77/32, 2001:db8:203::77/128; plus an accepted one | only the accepted one in RIB and kernel | RIB holds exactly the accepted one |
+| 050 | protected server 198.51.100.130/32, 2001:db8:2::10/128; discard next-hop 192.0.2.1/32, 100::1/128; short 203.0.113.0/24, 2001:db8:203::/56 (the reference accepts IPv6 /64 for its widened bans); no community 203.0.113.77/32, 2001:db8:203::77/128; plus an accepted one | only the accepted one in RIB and kernel | RIB holds exactly the accepted one |
 | 060 | prefix limit 5 (NOT the shipped file: the reference config with prefix_limit = 5), IPv4 | refused routes not counted; the 6th accepted route closes the session | refused routes counted: the 6th received route closes it |
 """
 
@@ -56,7 +56,7 @@ MARKER = {"4": "203.0.113.99/32", "6": "2001:db8:203::99/128"}  # accepted, anno
 REFUSED = {  # why -> prefix per family, each with the community unless "no community"
     "protected": {"4": "198.51.100.130/32", "6": "2001:db8:2::10/128"},
     "discard next-hop": {"4": "192.0.2.1/32", "6": "100::1/128"},
-    "shorter than a host route": {"4": "203.0.113.0/24", "6": "2001:db8:203::/64"},
+    "shorter than the guards allow": {"4": "203.0.113.0/24", "6": "2001:db8:203::/56"},
     "no community": {"4": "203.0.113.77/32", "6": "2001:db8:203::77/128"},
 }
 

@@ -48,9 +48,10 @@ class Clock:
         return self.now
 
 
-def make(tmp_path: Path, fresh: bool = False, **guards: object) -> tuple[Service, MemoryBackend, Clock]:
+def make(tmp_path: Path, fresh: bool = False, aggregation: dict | None = None,
+         **guards: object) -> tuple[Service, MemoryBackend, Clock]:
     raw = {"guards": {"protected": ["198.51.100.0/24"], "allow_special": ["203.0.113.0/24"], **guards},
-           "daemon": {"default_bantime": 600, "max_bantime": 3600}}
+           "daemon": {"default_bantime": 600, "max_bantime": 3600}, "aggregation": aggregation or {}}
     backend, clock = MemoryBackend(), Clock()
     if not fresh:
         used = Store(tmp_path / "s.db")  # a store a daemon has used

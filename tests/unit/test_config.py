@@ -209,3 +209,50 @@ def test_bridge_program_defaults_to_this_installations_script() -> None:
 def test_bridge_program_must_be_an_absolute_path_fit_for_the_run_line(value: object, expected: str) -> None:
     found = problems({"backends": {"exabgp": {"bridge_program": value}}})
     assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_aggregation_is_off_by_default_and_read_with_its_jails() -> None:
+    off = parse_config({}).aggregation
+    assert off.ipv6_ban_length == 128 and off.jails == {} and off.escalation.enabled is False
+    on = parse_config({"guards": {"min_length_ipv4": 24, "min_length_ipv6": 48},
+                       "aggregation": {"ipv6_ban_length": 64, "jails": {"web1/sshd": {"ipv6_ban_length": 128}},
+                                       "escalation": {"enabled": True, "threshold": 3, "window": 300}}}).aggregation
+    assert (on.ban_length("sshd"), on.ban_length("web1/sshd")) == (64, 128)
+    assert (on.escalation.threshold, on.escalation.window, on.escalation.ipv4_length) == (3, 300.0, 24)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"aggregation": {"ipv6_ban_length": 64}},
+     "aggregation.ipv6_ban_length: /64 is shorter than guards.min_length_ipv6 (/128) allows"),
+    ({"guards": {"min_length_ipv6": 64}, "aggregation": {"ipv6_ban_length": 64, "jails": {"web": {"ipv6_ban_length": 56}}}},
+     "aggregation.jails.web.ipv6_ban_length: /56 is shorter than guards.min_length_ipv6 (/64) allows"),
+    ({"aggregation": {"escalation": {"enabled": True}}},
+     "aggregation.escalation.ipv4_length: /24 is shorter than guards.min_length_ipv4 (/32) allows"),
+    ({"guards": {"min_length_ipv4": 24}, "aggregation": {"escalation": {"enabled": True}}},
+     "aggregation.escalation.ipv6_length: /48 is shorter than guards.min_length_ipv6 (/128) allows"),
+    ({"guards": {"min_length_ipv4": 24, "min_length_ipv6": 48},
+      "aggregation": {"ipv6_ban_length": 48, "escalation": {"enabled": True}}},
+     "aggregation.ipv6_ban_length: /48 is not longer than aggregation.escalation.ipv6_length (/48)"),
+    ({"guards": {"min_length_ipv4": 24, "min_length_ipv6": 48},
+      "aggregation": {"escalation": {"enabled": True, "bantime": 10**8}}},
+     "aggregation.escalation.bantime: 100000000 is above daemon.max_bantime"),
+    ({"aggregation": {"jails": {"bad jail": {"ipv6_ban_length": 64}}}}, "aggregation.jails.bad jail: a jail name must be"),
+    ({"aggregation": {"escalation": {"threshold": 1}}}, "aggregation.escalation.threshold: must be between 2"),
+    ({"aggregation": {"ipv6_ban_length": 8}}, "aggregation.ipv6_ban_length: must be between 16"),
+    ({"aggregation": {"colour": 1}}, "aggregation.colour: unknown key"),
+])
+def test_inconsistent_aggregation_is_a_config_error(raw: dict, expected: str) -> None:
+    found = problems(raw)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_check_config_refuses_a_widening_the_guards_would_refuse(tmp_path: Path) -> None:
+    """As docs/aggregation.md shows it."""
+    result = check_config(tmp_path, "[aggregation]\nipv6_ban_length = 64\n")
+    assert result.returncode == ExitCode.CONFIG
+    assert result.stderr == (f"{tmp_path / 'config.toml'}: aggregation.ipv6_ban_length: /64 is shorter than "
+                             "guards.min_length_ipv6 (/128) allows: every widened ban would be refused; set "
+                             "guards.min_length_ipv6 = 64 and re-render the firewall snippets (f2b-bgp peering), "
+                             "or lengthen this\n")
+    fixed = check_config(tmp_path, "[guards]\nmin_length_ipv6 = 64\n[aggregation]\nipv6_ban_length = 64\n")
+    assert fixed.returncode == ExitCode.OK, fixed.stderr

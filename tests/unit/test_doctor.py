@@ -63,7 +63,15 @@ def test_guards_of_the_reference_config() -> None:
     [check] = check_guards(Options(EXAMPLE, "unused"), Facts(config=load_config(EXAMPLE)))
     assert check.level == Level.OK
     assert check.detail.startswith("never blackholed: 3 protected, 1 peer, 1 host-address, 4 next-hop; the host's "
-                                   "addresses; host routes only")
+                                   "addresses; prefixes from /32 and /64; IPv6 bans widened to /64; special")
+
+
+def test_guards_name_the_aggregation(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[guards]\nprotected = ['198.51.100.0/24']\nmin_length_ipv4 = 24\nmin_length_ipv6 = 48\n"
+                      "[aggregation.escalation]\nenabled = true\n")
+    [check] = check_guards(Options(config, "unused"), Facts(config=load_config(config)))
+    assert "; prefixes from /24 and /48; 5 bans in 600 s escalate to /24, /48; special" in check.detail
 
 
 def test_no_protected_prefix_warns(tmp_path: Path) -> None:

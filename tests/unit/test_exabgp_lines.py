@@ -15,6 +15,7 @@ from f2b_bgp.peering.regenerate import reference_config
 GOLDEN = Path(__file__).parents[1] / "golden" / "exabgp" / "lines.txt"
 BGP = reference_config().bgp
 MIXED = [Prefix.parse(p) for p in ("203.0.113.5/32", "2001:db8:203::5/128", "203.0.113.6/32", "2001:db8:203::6/128")]
+AGGREGATED = [Prefix.parse(p) for p in ("2001:db8:203:107::/64", "203.0.113.0/24", "203.0.113.5/32")]
 
 
 def cases() -> dict[str, list[str]]:
@@ -30,6 +31,7 @@ def cases() -> dict[str, list[str]]:
         "batch size 2 splits five prefixes into three lines": commands(Verb.ANNOUNCE, many, ref, 2),
         "configured communities follow 65535:666": commands(Verb.ANNOUNCE, MIXED[:2], extra, 200),
         "no IPv4 next-hop configured: the session's own address": commands(Verb.ANNOUNCE, MIXED[:2], no_next_hop, 200),
+        "aggregated: a widened /64 and an escalated /24 beside a member": commands(Verb.ANNOUNCE, AGGREGATED, ref, 200),
     }
     return {name: [c.line() for c in made_commands] for name, made_commands in made.items()}
 
@@ -72,12 +74,16 @@ def test_adj_rib_out_parsing_keeps_prefixes_of_every_peer_and_skips_noise() -> N
         "198.51.100.1 ipv6 unicast 2001:db8:203::5/128 next-hop 2001:db8:1::2",
         "198.51.100.9 ipv4 unicast 203.0.113.6/32 next-hop 192.0.2.9",
         "198.51.100.1 ipv4 unicast not-a-prefix next-hop 198.51.100.2",
+        "198.51.100.1 ipv4 unicast 203.0.113.0/24 next-hop 198.51.100.2",
+        "198.51.100.1 ipv6 unicast 2001:db8:203:107::/64 next-hop 2001:db8:1::2",
         "exabgp 5.0.15",
     ]
     assert parse_adj_rib_out(output) == {
         Prefix.parse("203.0.113.5/32"): frozenset({"198.51.100.2"}),
         Prefix.parse("2001:db8:203::5/128"): frozenset({"2001:db8:1::2"}),
         Prefix.parse("203.0.113.6/32"): frozenset({"192.0.2.9"}),
+        Prefix.parse("203.0.113.0/24"): frozenset({"198.51.100.2"}),
+        Prefix.parse("2001:db8:203:107::/64"): frozenset({"2001:db8:1::2"}),
     }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from f2b_bgp import model
-from f2b_bgp.config import ApiConfig
+from f2b_bgp.config import ApiConfig, parse_config
 from f2b_bgp.errors import ExitCode, LimitError, RefusedError, UnavailableError
 from f2b_bgp.https_api import HTTP_STATUS
 from f2b_bgp.model import Prefix
@@ -309,3 +309,24 @@ def test_events_over_https_for_an_operator_not_for_an_edge(tmp_path: Path, pki: 
 
     events = run(scenario())["events"]
     assert [(e["event"], e["prefix"]) for e in events] == [("ban", ATTACKER + "/32")]
+
+
+def test_an_edge_withdraws_its_widened_claim_by_address_or_by_prefix(tmp_path: Path, pki: Pki) -> None:
+    service = central_service(tmp_path, pki)
+    wide = parse_config({"guards": {"protected": ["198.51.100.0/24"], "allow_special": ["2001:db8::/32"],
+                                    "min_length_ipv6": 64}, "aggregation": {"ipv6_ban_length": 64}})
+    service.config = dataclasses.replace(service.config, guards=wide.guards, aggregation=wide.aggregation)
+
+    async def scenario() -> tuple[dict, dict]:
+        async with serving(service) as url:
+            ctx = pki.context()
+            for token, address in (("web1", "2001:db8:7::5"), ("web1", "2001:db8:7::6"), ("web2", "2001:db8:7::7")):
+                assert (await call(url, SECRETS[token], ctx, "ban", prefix=address, jail="sshd"))["ok"]
+            by_address = await call(url, SECRETS["web1"], ctx, "withdraw", prefix="2001:db8:7::5")
+            by_prefix = await call(url, SECRETS["web1"], ctx, "withdraw", prefix="2001:db8:7::/64")
+            return by_address, by_prefix
+
+    by_address, by_prefix = run(scenario())
+    assert (by_address["removed"], by_address["covered"]) == (["web1/sshd"], ["2001:db8:7::/64"])
+    assert by_prefix["removed"] == ["web1/sshd"]
+    assert [(c.jail, c.address) for c in service.store.claims()] == [("web2/sshd", "2001:db8:7::7")]

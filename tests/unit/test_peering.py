@@ -51,6 +51,17 @@ def test_variant_config_matches_the_reviewed_golden_files(target: str) -> None:
         _assert_golden(GOLDEN / "variant" / target / name, text)
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_aggregation_config_matches_the_reviewed_golden_files(target: str) -> None:
+    """Aggregation on: every snippet accepts the widened and escalated lengths and names where they come from."""
+    config = load_config(GOLDEN / "aggregation.toml")
+    for name, text in render(target, config).items():
+        _assert_golden(GOLDEN / "aggregation" / target / name, text)
+    if target in FILTERING:
+        header = "".join(render(target, config).values())
+        assert "/64, nginx /56" in header and "/24, /48" in header and "/24, /48  " in header
+
+
 # --routeros-version -> the golden directory of the syntax it selects
 ROUTEROS_GOLDEN = {"7.18": "7.1-7.18", "7.19": "7.19", "7.20": "7.20+"}
 

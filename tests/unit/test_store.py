@@ -2,6 +2,7 @@
 and a failed write leaves memory exactly as the disk."""
 
 import os
+import sqlite3
 import signal
 import subprocess
 import time
@@ -34,7 +35,7 @@ def test_owners_are_removed_one_by_one_and_the_route_expiry_is_the_latest(tmp_pa
     assert store.remove_claim(P, "sshd") is True
     assert store.remove_claim(P, "sshd") is False
     assert set(store.wanted()) == {P}
-    assert store.remove_prefix(P) == ["nginx"]
+    assert [c.jail for c in store.remove_prefix(P)] == ["nginx"]
     assert set(store.wanted()) == set()
 
 
@@ -124,3 +125,43 @@ def test_events_are_pruned_by_age_and_by_count_oldest_first(tmp_path: Path) -> N
     assert store.prune_events(now=time.time(), max_age=3600, max_rows=20, batch=3) == 2
     assert store.prune_events(now=time.time(), max_age=3600, max_rows=20) == 0
     assert [e.prefix for e in store.query_events(limit=100)][0] == "203.0.113.10/32"
+
+
+OLD_SCHEMA = """
+CREATE TABLE claims (prefix TEXT NOT NULL, jail TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
+                     created REAL NOT NULL, expires REAL, PRIMARY KEY (prefix, jail));
+CREATE TABLE events (id INTEGER PRIMARY KEY, ts REAL NOT NULL, event TEXT NOT NULL, prefix TEXT NOT NULL DEFAULT '',
+                     jail TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '');
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO claims VALUES ('203.0.113.7/32', 'sshd', 'old', 1.0, 10.0);
+INSERT INTO meta VALUES ('settled', '1');
+"""
+
+
+def test_a_store_of_the_previous_schema_is_migrated_keeping_its_claims(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as old:
+        old.executescript(OLD_SCHEMA)
+    old.close()
+    store = Store(db)
+    assert store.fresh is False and store.claims() == [Claim(P, "sshd", "old", 1.0, 10.0)]
+    assert any(e.event == "migrate" for e in store.query_events())
+    wide = Prefix.parse("2001:db8:7::/64")
+    # the banned address is part of the key now: two addresses of one /64 are two claims of one jail
+    assert store.upsert_claim(Claim(wide, "sshd", "", 2.0, 20.0, "2001:db8:7::5", "widened")) is True
+    assert store.upsert_claim(Claim(wide, "sshd", "", 3.0, 30.0, "2001:db8:7::6", "widened")) is True
+    assert store.owners[wide] == 2
+    assert [c.prefix for c in store.claims_for_address("2001:db8:7::5")] == [wide]
+    store.close()
+    again = Store(db)  # opening a migrated store changes nothing
+    assert len(again.claims()) == 3 and [e.event for e in again.query_events()].count("migrate") == 1
+
+
+def test_covering_finds_every_stored_prefix_containing_an_address(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    for text in ("203.0.113.0/24", "203.0.113.7/32", "203.0.0.0/16", "198.51.100.0/24", "2001:db8::/32"):
+        store.upsert_claim(Claim(Prefix.parse(text), "sshd", "", 1.0, 10.0))
+    assert [str(p) for p in store.covering(P)] == ["203.0.113.7/32", "203.0.113.0/24", "203.0.0.0/16"]
+    assert [str(p) for p in store.covering(Q)] == ["203.0.113.0/24", "203.0.0.0/16"]
+    assert [str(p) for p in store.covering(Prefix.parse("2001:db8:7::5"))] == ["2001:db8::/32"]
+    assert store.covering(Prefix.parse("192.0.2.1")) == []

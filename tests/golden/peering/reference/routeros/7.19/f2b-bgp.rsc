@@ -9,7 +9,8 @@
 #   198.51.100.0/24    guards.protected (our network): never accepted (protected)
 #   2001:db8:1::/64    guards.protected (peering link): never accepted (protected)
 #   2001:db8:2::/64    guards.protected (server LAN): never accepted (protected)
-#   /32, /128          guards.min_length_ipv4, guards.min_length_ipv6: shortest prefix length
+#   /32, /64           guards.min_length_ipv4, guards.min_length_ipv6: shortest prefix length
+#   /64                aggregation.ipv6_ban_length, aggregation.jails: IPv6 bans widened to
 #   65535:666          bgp.communities: 65535:666 (RFC 7999 BLACKHOLE) is always first
 #   10000              bgp.prefix_limit: most routes accepted from the injector
 #   192.0.2.1, 100::1  bgp.discard_ipv4, bgp.discard_ipv6: discard next-hops routed to Null0, never accepted as blackholes
@@ -42,7 +43,7 @@ add chain=f2b-in comment="f2b-bgp" rule="if (dst in 100::1/128) { reject }"
 # (2) nothing shorter than the guards allow (host routes by default),
 # (3) RFC 7999 BLACKHOLE required, (5) installed as a blackhole
 add chain=f2b-in comment="f2b-bgp" rule="if (afi ipv4 && dst-len >= 32 && bgp-communities includes 65535:666) { set blackhole yes; accept }"
-add chain=f2b-in comment="f2b-bgp" rule="if (afi ipv6 && dst-len >= 128 && bgp-communities includes 65535:666) { set blackhole yes; accept }"
+add chain=f2b-in comment="f2b-bgp" rule="if (afi ipv6 && dst-len >= 64 && bgp-communities includes 65535:666) { set blackhole yes; accept }"
 add chain=f2b-in comment="f2b-bgp" rule="reject"
 # the firewall announces nothing to the injector
 add chain=f2b-out comment="f2b-bgp" rule="reject"
