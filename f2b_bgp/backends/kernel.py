@@ -5,7 +5,7 @@ BATCH route messages per netlink send (rtnl_socket) and settles each prefix by
 its own ack, and everything queued while a send is in flight goes into the
 next one. The queue holds the callers' own prefix lists, so it needs no bound
 of its own; a batch takes what is left of each queued call in turn, so a ban
-waits at most one batch behind a replay of a million. pyroute2 reads what is
+waits at most one batch behind a replay of a million. rtnl_dump reads what is
 installed.
 """
 
@@ -18,10 +18,11 @@ import os
 import socket
 from collections import deque
 from collections.abc import Sequence
-from pyroute2 import AsyncIPRoute
 
 from ..config import KernelConfig
+from ..logfmt import kv
 from ..model import BackendStatus, Prefix
+from . import rtnl_dump
 from .base import Backend, BackendUnavailable, Failures
 from .rtnl_route import ROUTE_TYPES, Ack, RouteEncoder, RouteSpec, Verb
 from .rtnl_socket import RouteSocket
@@ -63,7 +64,6 @@ class KernelBackend(Backend):
         self.config = config
         self.encoder = RouteEncoder(RouteSpec(config.table, config.protocol, config.metric,
                                               ROUTE_TYPES[config.route_type.value]))
-        self.ipr: AsyncIPRoute | None = None
         self.routes: RouteSocket | None = None
         self.queue: deque[_Call] = deque()
         self.work = asyncio.Event()
@@ -71,8 +71,6 @@ class KernelBackend(Backend):
         self.last_error = ""
 
     async def start(self) -> None:
-        self.ipr = AsyncIPRoute()
-        await self.ipr.setup_endpoint()
         self.routes = RouteSocket()
         self.sender = asyncio.create_task(self._send_loop())
 
@@ -85,9 +83,6 @@ class KernelBackend(Backend):
         if self.routes is not None:
             self.routes.close()
             self.routes = None
-        if self.ipr is not None:
-            self.ipr.close()
-            self.ipr = None
 
     @property
     def ready(self) -> bool:
@@ -100,14 +95,16 @@ class KernelBackend(Backend):
         return await self._submit(Verb.DELETE, prefixes)
 
     async def installed(self) -> set[Prefix] | None:
-        if self.ipr is None:
+        """Our routes in our table, read in a thread so a million of them never hold up the API."""
+        if self.routes is None:
             return None
-        found: set[Prefix] = set()
-        for family in (socket.AF_INET, socket.AF_INET6):
-            dump = await self.ipr.route("dump", family=family, proto=self.config.protocol, table=self.config.table)
-            async for route in dump:
-                found.add(Prefix.parse(f"{route.get('dst')}/{route['dst_len']}"))
-        return found
+        try:
+            sock = rtnl_dump.open_socket()  # here: the socket belongs to this thread's network namespace
+            return await asyncio.to_thread(rtnl_dump.dump, sock, self.config.table, self.config.protocol)
+        except OSError as err:
+            self.last_error = f"route dump: {err}"
+            log.warning(kv("kernel-dump-failed", error=str(err)))
+            return None  # cannot tell: nothing is withdrawn or announced on a guess
 
     def status(self) -> BackendStatus:
         settings = {"table": self.config.table, "protocol": self.config.protocol,

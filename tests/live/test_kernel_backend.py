@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
-from pyroute2 import netns
+from pyroute2 import AsyncIPRoute, netns
 
 from f2b_bgp.backends.kernel import KernelBackend
 from f2b_bgp.backends.rtnl_route import ROUTE_TYPES, RouteEncoder, RouteSpec, Verb
@@ -211,6 +211,16 @@ def with_backend(topology: Topology, config: KernelConfig, work: Callable[[Kerne
     return in_injector(topology, run)
 
 
+async def pyroute2_view(config: KernelConfig) -> set[Prefix]:
+    """The same routes as pyroute2 dumps and decodes them."""
+    found = set()
+    async with AsyncIPRoute() as ipr:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            async for route in await ipr.route("dump", family=family, proto=config.protocol, table=config.table):
+                found.add(Prefix.parse(f"{route.get('dst')}/{route['dst_len']}"))
+    return found
+
+
 def kernel_view(topology: Topology, config: KernelConfig) -> dict[str, tuple[str, int]]:
     """`ip route show table T proto N`, both families: prefix -> (type, metric)."""
     routes = {}
@@ -241,6 +251,7 @@ def test_100_batches_add_and_delete_as_the_kernel_sees_them(topology: Topology, 
     async def work(backend: KernelBackend) -> list[object]:
         seen: list[object] = [await backend.announce(everything), await backend.installed(),
                               kernel_view(topology, config)]
+        assert seen[1] == await pyroute2_view(config)  # our dump reader and pyroute2's decoding agree
         seen += [await backend.withdraw(everything[::2]), await backend.installed(), kernel_view(topology, config)]
         seen += [await backend.withdraw(everything[1::2]), kernel_view(topology, config), backend.status().counters]
         return seen
@@ -248,7 +259,7 @@ def test_100_batches_add_and_delete_as_the_kernel_sees_them(topology: Topology, 
     added, dumped, view, removed, dumped_half, view_half, removed_rest, view_end, sent = \
         with_backend(topology, config, work)
     assert added == {} and removed == {} and removed_rest == {}
-    assert dumped == set(everything) and set(view) == {str(p) for p in everything}  # pyroute2's dump and ip agree
+    assert dumped == set(everything) and set(view) == {str(p) for p in everything}  # our dump and ip agree
     assert {kind for kind, _ in view.values()} == {config.route_type.value}
     default = {0, 1024}  # IPv4's and IPv6's
     assert {metric for _, metric in view.values()} == ({config.metric} if config.metric else default)
