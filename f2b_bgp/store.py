@@ -18,8 +18,8 @@ from typing import Any
 from .errors import StoreError
 from .model import Claim, Event, Prefix, StoreHealth
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS claims (
+_CLAIMS_TABLE = """
+CREATE TABLE {if_new}{name} (
     prefix  TEXT NOT NULL,
     jail    TEXT NOT NULL,
     reason  TEXT NOT NULL DEFAULT '',
@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS claims (
     address TEXT NOT NULL DEFAULT '',
     origin  TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (prefix, jail, address)
-);
+);"""
+
+SCHEMA = _CLAIMS_TABLE.format(if_new="IF NOT EXISTS ", name="claims") + """
 CREATE INDEX IF NOT EXISTS claims_expires ON claims (expires);
 CREATE INDEX IF NOT EXISTS claims_address ON claims (address) WHERE address != '';
 CREATE TABLE IF NOT EXISTS events (
@@ -48,17 +50,7 @@ CREATE TABLE IF NOT EXISTS meta (
 _CLAIM_COLUMNS = "prefix, jail, reason, created, expires, address, origin"
 # Before aggregation a claim was keyed by (prefix, jail): the table is rebuilt with the banned
 # address in the key (SQLite cannot change a primary key in place), old rows keep address ''.
-_MIGRATE_ADDRESS = """
-CREATE TABLE claims_v2 (
-    prefix  TEXT NOT NULL,
-    jail    TEXT NOT NULL,
-    reason  TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL,
-    expires REAL,
-    address TEXT NOT NULL DEFAULT '',
-    origin  TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (prefix, jail, address)
-);
+_MIGRATE_ADDRESS = _CLAIMS_TABLE.format(if_new="", name="claims_v2") + """
 INSERT INTO claims_v2 (prefix, jail, reason, created, expires) SELECT prefix, jail, reason, created, expires FROM claims;
 DROP TABLE claims;
 ALTER TABLE claims_v2 RENAME TO claims;

@@ -37,6 +37,26 @@ allow_special = ["203.0.113.0/24", "2001:db8:203::/48"]
 {rest}"""
 
 
+def exabgp_tables(kernel: bool, bgp: str = "", exabgp: str = "") -> str:
+    """The [bgp] and backends tables of a lab daemon announcing through ExaBGP to fw1 (and the kernel
+    too if asked); BGP and EXABGP add keys to those tables. For lab_config's REST."""
+    return f"""[bgp]
+local_as = 65001
+router_id = "198.51.100.2"
+next_hop_ipv4 = "198.51.100.2"
+next_hop_ipv6 = "2001:db8:1::2"
+{bgp}
+{FW1.strip()}
+local_address = "198.51.100.2"
+[backends.kernel]
+enabled = {str(kernel).lower()}
+[backends.exabgp]
+enabled = true
+bridge_socket = "{{workdir}}/exabgp.sock"
+bridge_user = "root"  # the lab runs ExaBGP as root
+{exabgp}"""
+
+
 class F2bBgp(Daemon):
     """config: TOML text; "{workdir}" in it becomes the daemon's work dir.
 

@@ -37,7 +37,7 @@ from f2b_bgp.errors import ExitCode
 from f2b_bgp.peering.regenerate import reference_config
 from tests.lab.asserts import assert_established
 from tests.lab.exabgp import Exabgp, with_bridge_program
-from tests.lab.f2bbgp import FW1, F2bBgp
+from tests.lab.f2bbgp import FW1, F2bBgp, exabgp_tables, lab_config
 from tests.lab.fail2ban import Fail2banServer, fail2ban_missing
 from tests.lab.frr import Frr
 from tests.lab.netns import HOSTS, Topology
@@ -59,26 +59,7 @@ allow_special = ["203.0.113.0/24", "2001:db8:203::/48"]
 local_as = 65001
 router_id = "198.51.100.2"
 {FW1}"""
-EXABGP_CONFIG = f"""[daemon]
-socket = "{{workdir}}/api.sock"
-database = "{{workdir}}/state.db"
-retry_interval = 0.2
-[guards]
-protected = [{{ prefix = "198.51.100.0/24", name = "our network" }}, "2001:db8:1::/64", "2001:db8:2::/64"]
-[bgp]
-local_as = 65001
-router_id = "198.51.100.2"
-next_hop_ipv4 = "198.51.100.2"
-next_hop_ipv6 = "2001:db8:1::2"
-{FW1.strip()}
-local_address = "198.51.100.2"
-[backends.kernel]
-enabled = false
-[backends.exabgp]
-enabled = true
-bridge_socket = "{{workdir}}/exabgp.sock"
-bridge_user = "root"  # the lab runs ExaBGP as root
-"""
+EXABGP_CONFIG = lab_config(rest=exabgp_tables(kernel=False))
 JAIL_LOCAL = """[DEFAULT]
 backend = polling
 [sshd]

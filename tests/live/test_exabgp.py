@@ -40,7 +40,7 @@ from f2b_bgp.peering.regenerate import reference_config
 from tests.lab.asserts import assert_established, assert_no_route, assert_route
 from tests.lab.bird import Bird
 from tests.lab.exabgp import Exabgp, with_bridge_program
-from tests.lab.f2bbgp import FW1, F2bBgp, lab_config
+from tests.lab.f2bbgp import F2bBgp, exabgp_tables, lab_config
 from tests.lab.frr import Frr
 from tests.lab.gobgp import Gobgp
 from tests.lab.netns import HOSTS, Topology, host_prefix
@@ -63,24 +63,9 @@ SETTLE = 30
 STORM = 10_000
 ACK_TIMEOUT = 3
 
-DAEMON_CONFIG = lab_config(retry_interval=1, guards="max_routes = 20000\nmax_rate = 20000", rest=f"""[bgp]
-prefix_limit = 20000
-local_as = 65001
-router_id = "198.51.100.2"
-next_hop_ipv4 = "198.51.100.2"
-next_hop_ipv6 = "2001:db8:1::2"
-{FW1.strip()}
-local_address = "198.51.100.2"
-[backends.kernel]
-enabled = true
-[backends.exabgp]
-enabled = true
-bridge_socket = "{{workdir}}/exabgp.sock"
-bridge_user = "root"  # the lab runs ExaBGP as root
-batch_size = 200
-ack_timeout = {ACK_TIMEOUT}
-""")
-
+DAEMON_CONFIG = lab_config(retry_interval=1, guards="max_routes = 20000\nmax_rate = 20000",
+                           rest=exabgp_tables(kernel=True, bgp="prefix_limit = 20000",
+                                              exabgp=f"batch_size = 200\nack_timeout = {ACK_TIMEOUT}"))
 
 # --- receivers ----------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from f2b_bgp.address import normalise, to_prefix
 from f2b_bgp.aggregation import AggregationPolicy, Decision, Escalation, Member, RecentBans, decide, reason, widen
 from f2b_bgp.guards import Accepted, GuardPolicy, HostFacts, ProtectedPrefix, check_text
 from f2b_bgp.model import Prefix
+from tests.unit.annotated import case_lines
 
 CASES = Path(__file__).parent.parent / "data" / "aggregation_cases.txt"
 CASE_LINE = re.compile(r"(?P<kind>widen|escalate)\s+(?P<inputs>.+?)\s+=>\s+(?P<expected>[^#]+?)\s*#\s*(?P<why>\S.*)")
@@ -72,16 +73,7 @@ class Case:
 
 def load_cases(path: Path) -> list[Case]:
     setting, cases = Setting(), []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        if line.startswith("@"):
-            directive, *args = line.split("#", 1)[0].split()
-            setting.apply(directive[1:], args)
-            continue
-        match = CASE_LINE.fullmatch(line)
-        if not match:
-            raise ValueError(f"{path.name}:{number}: not '<kind> <inputs> => <expected> # <why>': {line!r}")
+    for number, match in case_lines(path, setting, CASE_LINE, "<kind> <inputs> => <expected> # <why>"):
         cases.append(Case(number, match["kind"], match["inputs"].split(), match["expected"].split(), match["why"],
                           *setting.frozen()))
     return cases

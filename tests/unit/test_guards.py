@@ -26,6 +26,7 @@ from f2b_bgp.guards import (
     empty_protection,
     special_purpose,
 )
+from tests.unit.annotated import case_lines
 
 CASES = Path(__file__).parent.parent / "data" / "guard_cases.txt"
 CASE_LINE = re.compile(
@@ -74,16 +75,7 @@ class _Setting:
 
 def load_cases(path: Path) -> list[Case]:
     setting, cases = _Setting(), []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        if line.startswith("@"):
-            directive, *args = line.split("#", 1)[0].split()
-            setting.apply(directive[1:], args)
-            continue
-        match = CASE_LINE.fullmatch(line)
-        if not match:
-            raise ValueError(f"{path.name}:{number}: not '<literal> <verdict> # <why>': {line!r}")
+    for number, match in case_lines(path, setting, CASE_LINE, "<literal> <verdict> # <why>"):
         verdict, expected, *rest = match["verdict"].split(None, 2)
         fragment = ast.literal_eval(rest[0]) if rest else ""
         cases.append(
