@@ -4,11 +4,14 @@ The request objects, their validation and the answers are shared with the
 HTTPS API (https_api.py): `execute` runs one request object, `answer` and
 `error_answer` are the two shapes of a reply, both transports send them.
 
-Requests on one connection are handled concurrently (so a client can stream
-many bans and the ExaBGP backend can batch them) and answered in order. A
-client that does not read its answers is slowed, then dropped: at most
-MAX_IN_FLIGHT requests of one connection are in the daemon at a time, and an
-answer that cannot be written within WRITE_TIMEOUT closes the connection.
+Bans, unbans and withdraws on one connection are handled concurrently (so a
+client can stream many bans and the ExaBGP backend can batch them); every
+other request runs alone, after the ones before it. Answers go out in request
+order. A client that does not read its answers is slowed, then dropped: at most
+MAX_IN_FLIGHT requests of one connection are in the daemon at a time, no new
+request starts while its unread answers fill the write buffer (so a client
+that sends `list` after `list` gets one computed, not hundreds), and an answer
+that cannot be written within WRITE_TIMEOUT closes the connection.
 """
 
 from __future__ import annotations
@@ -128,6 +131,9 @@ async def _events(service: Service, req: dict[str, Any]) -> object:
                           _name(req, "jail", None), DEFAULT_EVENTS if limit is None else limit)
 
 
+# They wait on the backends, not on the CPU: many in flight at once is what lets a storm batch.
+CONCURRENT = frozenset({"ban", "unban", "withdraw", "ping"})
+
 HANDLERS: dict[str, Handler] = {
     "ban": _ban, "unban": _unban, "withdraw": _withdraw, "flush": _flush, "list": _list,
     "show": _show, "sync": _sync, "status": _status, "ping": _ping, "events": _events,
@@ -161,7 +167,15 @@ async def execute(service: Service, req: dict[str, Any]) -> object:
 
 async def handle_line(service: Service, line: bytes) -> dict[str, Any]:
     try:
-        result = await execute(service, decode_object(line))
+        req = decode_object(line)
+    except F2bBgpError as err:
+        return error_answer(err)
+    return await handle_request(service, req)
+
+
+async def handle_request(service: Service, req: dict[str, Any]) -> dict[str, Any]:
+    try:
+        result = await execute(service, req)
     except F2bBgpError as err:
         return error_answer(err)
     except Exception:  # noqa: BLE001 - one bad request must not take the daemon down
@@ -211,7 +225,16 @@ class ApiServer:
                 except asyncio.LimitOverrunError:
                     await answers.put(_done(error_answer(RequestError(f"request longer than {MAX_LINE} bytes"))))
                     break
-                await answers.put(asyncio.create_task(handle_line(self.service, line)))
+                await writer.drain()  # the client reads its answers, or no new work starts
+                try:
+                    req = decode_object(line)
+                except F2bBgpError as err:
+                    await answers.put(_done(error_answer(err)))
+                    continue
+                task = asyncio.create_task(handle_request(self.service, req))
+                await answers.put(task)
+                if req.get("op") not in CONCURRENT:
+                    await asyncio.wait([task])
         except ConnectionError:
             pass
         finally:
