@@ -254,10 +254,20 @@ class Service:
             await self._apply(sorted({c.prefix for c in expired if not self.store.is_wanted(c.prefix)}))
 
     async def run_maintenance(self) -> None:
-        """Retry pending routes often; check every backend for drift now and then."""
+        """Retry pending routes often; check every backend for drift now and then; try a store that
+        failed a write again (with backoff), so it heals with no request needed."""
         next_reconcile = self.clock() + self.config.daemon.reconcile_interval
+        probe_at, backoff = 0.0, 0.0
         while True:
             await asyncio.sleep(self.config.daemon.retry_interval)
+            if self.store.health.writable:
+                backoff = 0.0
+            elif self.clock() >= probe_at:
+                try:
+                    self.store.probe()
+                except StoreError:
+                    backoff = min(max(backoff * 2, 1.0), STORE_RETRY_MAX)
+                    probe_at = self.clock() + backoff
             if self.clock() >= next_reconcile:
                 await _survive("reconcile", self.reconcile("periodic"))
                 await _survive("prune", self._prune_events())
@@ -502,7 +512,8 @@ class Service:
         with a million bans does not re-run a million checks."""
         refused = []
         fingerprint = _fingerprint(self.config.guards, self.host)
-        if self.store.meta(GUARDS_CHECKED) != fingerprint:
+        checked = self.store.meta(GUARDS_CHECKED) == fingerprint
+        if not checked:
             for prefix in list(self.store.wanted()):
                 verdict = check_prefix(to_network(prefix), self.config.guards, self.host)
                 if isinstance(verdict, Refused):
@@ -519,7 +530,8 @@ class Service:
                     self.store.remove_prefix(prefix, event="guard")
                     log.warning(kv("guard-withdraw", prefix=prefix, reason=reason))
                 await self._apply([p for p, _ in refused])
-        self.store.set_meta(GUARDS_CHECKED, fingerprint)
+        if not checked:  # no write when nothing changed: a read-only store must not stop the drift check
+            self.store.set_meta(GUARDS_CHECKED, fingerprint)
         return [p for p, _ in refused]
 
 

@@ -9,6 +9,8 @@ write (disk full, read-only file) leaves memory exactly as the disk.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import KeysView
@@ -16,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
+from .logfmt import kv
 from .model import Claim, Event, Prefix, StoreHealth
+
+log = logging.getLogger(__name__)
 
 _CLAIMS_TABLE = """
 CREATE TABLE {if_new}{name} (
@@ -69,7 +74,7 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
             self.db.executescript(SCHEMA)
-            self._probe()
+            self.probe()
             # A store without our tables (a new file, or one truncated to 0 bytes) knows nothing, and
             # stays so until a daemon settled what the backends held: its silence never means "withdraw".
             self.fresh = "claims" not in tables or ("meta" in tables and not self._settled())
@@ -77,8 +82,9 @@ class Store:
             self.owners: dict[Prefix, int] = {}
             for text, count in self.db.execute("SELECT prefix, COUNT(*) FROM claims GROUP BY prefix"):
                 self.owners[Prefix.parse(text)] = count
-        except (sqlite3.Error, OSError, ValueError) as err:
-            raise StoreError(f"store {path} unusable: {_cause(err)}",
+        except (sqlite3.Error, OSError, ValueError, StoreError) as err:
+            cause = _unwritable(path) or _cause(err.__cause__ if isinstance(err, StoreError) and err.__cause__ else err)
+            raise StoreError(f"store {path} unusable: {cause}",
                              hint="check the file's owner, mode and free space, or move a damaged file away") from err
 
     def close(self) -> None:
@@ -89,7 +95,8 @@ class Store:
         open keeps a read snapshot, which blocks WAL checkpoints and other connections."""
         return self.db.execute(sql, args).fetchall()[0][0]
 
-    def _probe(self) -> None:
+    def probe(self) -> None:
+        """One small write: proves the store writable (at start, and to heal after a failed write)."""
         with self._tx():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('opened', ?)", (str(time.time()),))
 
@@ -127,12 +134,14 @@ class Store:
         cause = _cause(err)
         if self.health.writable:
             self.health = StoreHealth(False, time.time(), cause)
+            log.error(kv("store-unavailable", path=self.path, error=cause, then="writes refused, reads go on"))
         else:
             self.health = StoreHealth(False, self.health.since, cause)
         return StoreError(f"store unavailable: {cause}", hint=f"nothing was changed; check {self.path}")
 
     def healed(self) -> None:
         if not self.health.writable:
+            log.warning(kv("store-healed", path=self.path, unavailable_for=time.time() - (self.health.since or 0)))
             self.health = StoreHealth()
 
     # claims
@@ -363,6 +372,23 @@ def _cause(err: Exception) -> str:
     if "readonly" in text or "read-only" in text:
         return "read-only (file mode, owner or mount)"
     return text.splitlines()[0][:160] if text else type(err).__name__
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why the store's directory or file cannot be written, in the operator's words (SQLite often
+    says only "unable to open database file"), or None if nothing obvious is wrong."""
+    try:
+        fs = os.statvfs(path.parent)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return f"read-only file system ({path.parent} is mounted read-only)"
+    if fs.f_bavail == 0:
+        return "disk full"
+    for target in (path.parent, path):
+        if target.exists() and not os.access(target, os.W_OK, effective_ids=os.access in os.supports_effective_ids):
+            return f"read-only: {target} is not writable by uid {os.geteuid()} (owner or mode)"
+    return None
 
 
 def _ts(value: float | None) -> str:
