@@ -67,10 +67,11 @@ class F2bBgp(Daemon):
     name = "f2b-bgp"
 
     def __init__(self, netns: str, config: str, workdir: Path | None = None, start_timeout: float = 20,
-                 serve_args: tuple[str, ...] = ()) -> None:
-        """serve_args: e.g. ("--discard",) for a new store in a namespace where an earlier daemon left routes."""
+                 serve_args: tuple[str, ...] = (), wrap: tuple[str, ...] = ()) -> None:
+        """serve_args: e.g. ("--discard",) for a new store in a namespace where an earlier daemon left routes.
+        wrap: argv the daemon runs under (tests.lab.mounts: its database on a tiny tmpfs, read-only)."""
         super().__init__(netns, workdir)
-        self.serve_args = serve_args
+        self.serve_args, self.wrap = serve_args, wrap
         self.config = self.workdir / "config.toml"
         self.config.write_text(config.replace("{workdir}", str(self.workdir)))
         self.socket = self.workdir / SOCKET
@@ -79,10 +80,20 @@ class F2bBgp(Daemon):
     def start(self) -> None:
         log = self.workdir / "daemon.log"
         mark = log.stat().st_size if log.exists() else 0
-        proc = self.spawn([sys.executable, "-m", "f2b_bgp", "--config", str(self.config), "serve",
+        proc = self.spawn([*self.wrap, sys.executable, "-m", "f2b_bgp", "--config", str(self.config), "serve",
                            *self.serve_args], "daemon.log",
                           cwd=Path(__file__).parents[2])
         proc.wait_ready(lambda: "ready socket=" in log.read_text()[mark:], self.start_timeout, "f2b-bgp ready")
+
+    @property
+    def pid(self) -> int:
+        return self.processes[-1].pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code of the last daemon started, None while it runs."""
+        proc = self.processes[-1].proc
+        return None if proc is None else proc.poll()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Crash the daemon: no chance to clean up."""

@@ -45,6 +45,15 @@ class Frr(Daemon):
                 os.chown(conf, frr.pw_uid, frr.pw_gid)
                 self._start(daemon, conf)
 
+    def kill_daemon(self, daemon: str) -> None:
+        """kill -9 one FRR daemon (the others run on), then start it again from the same config."""
+        (proc,) = [p for p in self.processes if p.argv[0] == str(FRR_DIR / daemon) and p.alive()]
+        proc.kill()
+        self.processes.remove(proc)
+        for stale in (f"{daemon}.vty", f"{daemon}.pid"):
+            (self.workdir / stale).unlink(missing_ok=True)
+        self._start(daemon, self.workdir / f"{daemon}.conf")
+
     def _start(self, daemon: str, conf: Path) -> None:
         d = self.workdir
         proc = self.spawn([str(FRR_DIR / daemon), "-f", str(conf), "--vty_socket", str(d), "-z", str(d / "zserv.api"),

@@ -1,0 +1,58 @@
+"""Issue 13: storage faults, trust boundaries and hostile clients, proven live (small sizes; `make faults`
+runs the same scenarios at full size, tests/lab/faults.py and tests/lab/storm.py).
+
+| step | fault | expected |
+|---|---|---|
+| 010 | the database's file system fills up | bans answer exit 8 `store unavailable: disk full`; no route without a claim; reads work; expiry retries with backoff (a few log lines, not thousands); `status` says NOT WRITABLE; space back: it heals by itself and routes == store |
+| 020 | the database's directory is read-only at start | the daemon refuses to start (exit 8, one line naming the file and the cause); no route touched |
+| 030 | a client pipelines requests and never reads | the daemon's memory stays bounded, another client's ping p99 stays low, the client is dropped |
+| 040 | a process of another uid connects to the bridge socket | refused by the socket's mode, or (with the right to open it) by its peer credentials, logged with pid and uid |
+| 050 | a second bridge connects while one is connected | refused, both PIDs logged; bans keep reaching the firewall |
+| 060 | kill -9 of the daemon, ExaBGP, the firewall's bgpd, and a session flap, each mid-storm | after convergence the firewall's RIB equals the store: lost 0, stale 0, duplicated 0 |
+
+The empty store (routes in place, state.db truncated) is step 085 of test_kernel_backend.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from f2b_bgp.errors import ExitCode
+from tests.lab import faults
+from tests.lab.netns import Topology
+
+
+@pytest.fixture(scope="module")
+def topology() -> Iterator[Topology]:
+    with Topology() as topo:
+        yield topo
+
+
+def test_010_disk_full_refuses_writes_leaves_no_ghost_and_heals(topology: Topology) -> None:
+    result = faults.disk_full(topology, before=20, during=40, expiring=5, full_for=6)
+    print(result)
+    # 1. bans on a full disk are refused with their own code and cause, never "internal error"
+    assert result.answers.get("store", 0) >= 1, result.answers
+    assert set(result.answers) <= {"ok", "store"}, result.answers
+    assert result.errors == {"store unavailable: disk full"}, result.errors
+    # 2. status says so, reads go on
+    assert result.status_while_full["writable"] is False and result.status_while_full["error"] == "disk full"
+    assert result.reads_while_full
+    # 3. the expiry waits with backoff: a handful of retries, not a spin
+    assert 1 <= result.expiry_retries_while_full <= 6, result.expiry_retries_while_full
+    assert result.log_lines_while_full < 40 + 20, result.log_lines_while_full
+    # 4. space back: healed with no request, routes == store, nothing acknowledged lost
+    tally = result.tally
+    assert (tally.lost, tally.stale, tally.duplicated) == (0, 0, 0), tally
+
+
+def test_020_a_read_only_store_is_refused_at_start_and_nothing_is_withdrawn(topology: Topology) -> None:
+    result = faults.read_only(topology, bans=10)
+    print(result)
+    assert result.exit_code == ExitCode.STORE, result.message
+    errors = [line for line in result.message if line.startswith("f2b-bgp: ")]
+    assert len(errors) == 1 and "read-only file system" in errors[0] and "/db/state.db" in errors[0], result.message
+    tally = result.tally
+    assert (tally.lost, tally.stale, tally.duplicated) == (0, 0, 0), tally
