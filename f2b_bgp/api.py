@@ -226,6 +226,8 @@ class ApiServer:
                     await answers.put(_done(error_answer(RequestError(f"request longer than {MAX_LINE} bytes"))))
                     break
                 await writer.drain()  # the client reads its answers, or no new work starts
+                if writer.is_closing():
+                    break  # dropped while we waited: what it sent last is not worked on
                 try:
                     req = decode_object(line)
                 except F2bBgpError as err:
