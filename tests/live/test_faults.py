@@ -20,7 +20,8 @@ from collections.abc import Iterator
 import pytest
 
 from f2b_bgp.errors import ExitCode
-from tests.lab import faults
+from tests.lab import faults, storm
+from tests.lab.storm import StormLab
 from tests.lab.netns import Topology
 
 
@@ -66,4 +67,37 @@ def test_030_a_client_that_never_reads_is_dropped_and_slows_no_one(topology: Top
     assert result.rss_peak_mib - result.rss_before_mib < 100, result
     assert result.dropped_after_s < 30, result
     tally = result.tally
+    assert (tally.lost, tally.stale, tally.duplicated) == (0, 0, 0), tally
+
+
+@pytest.fixture(scope="module")
+def storm_lab(topology: Topology) -> Iterator[StormLab]:
+    with StormLab(topology) as lab:
+        yield lab
+
+
+def test_040_050_bridge_impostors_are_refused_and_bans_keep_flowing(storm_lab: StormLab) -> None:
+    result = storm.impostors(storm_lab, bans=200)
+    print(result)
+    # 1. another uid cannot even open the socket (mode 0600, ExaBGP's user)
+    assert result.no_right.connect_error == "Permission denied", result.no_right
+    # 2. with the right to open any file, the peer credentials refuse it, logged with its pid and uid
+    assert not result.wrong_uid.connect_error and result.wrong_uid.closed, result.wrong_uid
+    assert any(f"pid {result.wrong_uid.pid} runs as uid {storm.NOBODY}" in line for line in result.refusals), \
+        result.refusals
+    # 3. ExaBGP's own uid, while the real bridge is connected: refused, both PIDs logged
+    assert result.second.closed, result.second
+    assert any(f"pid={result.second.pid} " in line and "another bridge is connected" in line
+               and f"connected_pid={result.bridge_before}" in line for line in result.refusals), result.refusals
+    # 4. the real bridge stayed, and bans reach the firewall through it
+    assert result.bridge_after == result.bridge_before
+    tally = result.tally
+    assert tally.acknowledged == 200 and (tally.lost, tally.stale, tally.duplicated) == (0, 0, 0), tally
+
+
+@pytest.mark.parametrize("fault", list(storm.FAULTS))
+def test_060_mid_storm_faults_lose_nothing_and_converge(storm_lab: StormLab, fault: str) -> None:
+    tally = storm.storm(storm_lab, n=2000, fault=fault)
+    print(tally)
+    assert tally.acknowledged == 2000, tally
     assert (tally.lost, tally.stale, tally.duplicated) == (0, 0, 0), tally
