@@ -327,3 +327,51 @@ def _rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+# --- an emptied store -------------------------------------------------------------------------------
+
+@dataclass
+class EmptyStore:
+    tally: Tally  # after --adopt: routes against the store
+    exit_code: int | None  # of the refused start
+    message: list[str]
+    routes_after_refusal: int
+    adopted: set[str]  # owners of the bans after --adopt
+    routes_after_discard: int
+    adopt_s: float  # how long the start with --adopt took
+    discard_s: float
+
+
+def empty_store(topology: Topology, routes: int) -> EmptyStore:
+    """ROUTES bans in place, state.db truncated to 0 bytes: the start is refused; --adopt keeps them;
+    truncated again, --discard removes them."""
+    with F2bBgp(topology.ns("injector"), kernel_config(routes + 10), serve_args=("--discard",)) as daemon:
+        acknowledged = set(_ban_many(daemon, [f"2001:db8:203:7::{i:x}" for i in range(routes)], "before"))
+
+        def emptied(*serve_args: str) -> float:
+            daemon.stop()
+            (daemon.workdir / "state.db").write_bytes(b"")
+            for suffix in ("-wal", "-shm"):
+                (daemon.workdir / f"state.db{suffix}").unlink(missing_ok=True)
+            daemon.serve_args = serve_args
+            started = time.monotonic()
+            try:
+                daemon.start()
+            except AssertionError:
+                pass
+            return time.monotonic() - started
+
+        mark = log_size(daemon)
+        emptied()
+        refused, message = daemon.returncode, log_since(daemon, mark)
+        after_refusal = our_routes(topology)
+        adopt_s = emptied("--adopt")
+        wait_until(lambda: set(our_routes(topology)) == stored(daemon), 30, "kernel routes == adopted store")
+        lost, stale, dup = compare(our_routes(topology), stored(daemon), acknowledged)
+        owners = {o["jail"] for b in daemon.call("list")["bans"] for o in b["owners"]}
+        tally = Tally("empty store", len(acknowledged), lost, stale, dup, adopt_s,
+                      f"start refused with exit {refused}, {len(after_refusal)} routes kept; --adopt")
+        discard_s = emptied("--discard")
+        left = len(our_routes(topology))
+        return EmptyStore(tally, refused, message, len(after_refusal), owners, left, adopt_s, discard_s)

@@ -23,6 +23,7 @@ from f2b_bgp.backends.rtnl_socket import RouteSocket
 from f2b_bgp.config import KernelConfig, RouteType
 from f2b_bgp.errors import ExitCode
 from f2b_bgp.model import Prefix
+from tests.lab import faults
 from tests.lab.f2bbgp import F2bBgp, lab_config
 from tests.lab.netns import Topology
 from tests.lab.peers import kernel_routes
@@ -156,22 +157,18 @@ def test_080_drift_is_repaired_by_sync(daemon: F2bBgp, topology: Topology) -> No
     assert set(ours(topology)) == {f"{ATTACKER4}/32"}
 
 
-def test_085_an_emptied_store_withdraws_nothing_until_told(daemon: F2bBgp, topology: Topology) -> None:
-    prefixes = {f"203.0.113.{i}/32" for i in range(100, 105)}
-    for prefix in prefixes:
-        assert daemon.cli("ban", prefix).returncode == ExitCode.OK
-    daemon.stop()
-    (daemon.workdir / "state.db").write_bytes(b"")  # truncated to 0 bytes
-    for suffix in ("-wal", "-shm"):
-        (daemon.workdir / f"state.db{suffix}").unlink(missing_ok=True)
-    daemon.serve_args = ()
-    with pytest.raises(AssertionError, match="is new or empty but the backends hold 5 routes of ours"):
-        daemon.start()
-    assert set(ours(topology)) == prefixes
-    daemon.serve_args = ("--adopt",)
-    daemon.start()
-    listed = json.loads(daemon.cli("list", "--json").stdout)
-    assert {b["prefix"] for b in listed} == prefixes and {b["owners"][0]["jail"] for b in listed} == {"adopted"}
+def test_085_an_emptied_store_withdraws_nothing_until_told(topology: Topology) -> None:
+    result = faults.empty_store(topology, routes=5)
+    # 1. refused: exit 8, one line naming the file and the count, nothing withdrawn
+    errors = [line for line in result.message if line.startswith("f2b-bgp: ")]
+    assert result.exit_code == ExitCode.STORE and len(errors) == 1, result.message
+    assert "state.db is new or empty but the backends hold 5 routes of ours" in errors[0]
+    assert result.routes_after_refusal == 5
+    # 2. --adopt keeps them as bans of 'adopted'; 3. --discard (on an emptied store again) removes them
+    assert result.adopted == {"adopted"}
+    tally = result.tally
+    assert tally.acknowledged == 5 and (tally.lost, tally.stale, tally.duplicated) == (0, 0, 0), tally
+    assert result.routes_after_discard == 0
 
 
 def test_090_stopping_the_daemon_leaves_routes_and_the_cli_says_unavailable(daemon: F2bBgp, topology: Topology) -> None:
