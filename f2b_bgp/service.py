@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 PERMANENT = -1
 RATE_WINDOW = 60.0
-STORE_RETRY_MAX = 60.0
+STORE_RETRY_MAX = 60.0  # expiries on a store that fails
+STORE_PROBE_MAX = 10.0  # one tiny write, to notice the store healed with no request to wait for
 PRUNE_BATCH = 5000  # events deleted per transaction
 LIST_PAGE = 500  # prefixes per `list` answer: a page is read and rendered in well under 50 ms
 GUARDS_CHECKED = "guards.checked"  # meta key: the fingerprint of the guards every stored ban last passed
@@ -233,7 +234,11 @@ class Service:
                 log.exception("expiry failed; retrying next round")
                 backoff = 1.0
             if backoff:
-                await asyncio.sleep(backoff)  # a store that failed is not polled faster than this
+                # a store that failed is not tried faster than this, unless a write succeeded since (wake)
+                try:
+                    await asyncio.wait_for(self.wake.wait(), backoff)
+                except TimeoutError:
+                    pass
                 continue
             nxt = self.store.next_expiry()
             try:
@@ -265,8 +270,9 @@ class Service:
             elif self.clock() >= probe_at:
                 try:
                     self.store.probe()
+                    self.wake.set()  # expiries that waited for the store run now
                 except StoreError:
-                    backoff = min(max(backoff * 2, 1.0), STORE_RETRY_MAX)
+                    backoff = min(max(backoff * 2, 1.0), STORE_PROBE_MAX)
                     probe_at = self.clock() + backoff
             if self.clock() >= next_reconcile:
                 await _survive("reconcile", self.reconcile("periodic"))
