@@ -6,7 +6,7 @@ APT_PACKAGES := frr bird2 openbgpd gobgpd fail2ban iproute2 nftables systemd
 export PIP_BREAK_SYSTEM_PACKAGES := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: deps test unit demo bench examples clean install uninstall
+.PHONY: deps test unit demo bench faults examples clean install uninstall
 
 ## deps: Debian packages (without starting their services) and the Python package with its test extra
 deps:
@@ -33,7 +33,12 @@ demo: deps
 ## bench: benchmarks, printed as ratios against a baseline run in the same process
 ## (F2B_BENCH_BANS=1000 make bench: fail2ban_actions.py at the size of docs/fail2ban.md's figures; default 200)
 bench: deps
-	@for b in bench/*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
+	@for b in bench/*.py; do [ $$b = bench/faults.py ] && continue; echo "== $$b"; $(PYTHON) $$b || exit 1; done
+
+## faults: every fault scenario at full size (~10 min): acknowledged / lost / stale / duplicated, time to converge
+## (F2B_FAULTS_STORM=10000 F2B_FAULTS_RUNS=3 by default; docs/reliability.md has the figures)
+faults: deps
+	$(PYTHON) bench/faults.py
 
 ## bench-full: bench/bulk.py at full size: 100,000 bans through the kernel backend into an FRR firewall, 3 times
 ## (about 10 minutes; each wait is bounded)
