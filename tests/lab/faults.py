@@ -114,7 +114,7 @@ def disk_full(topology: Topology, before: int, during: int, expiring: int, full_
         (workdir / "db").mkdir()
         config = kernel_config(before + during + expiring + 10, database="{workdir}/db/state.db")
         daemon = stack.enter_context(F2bBgp(topology.ns("injector"), config, workdir=workdir,
-                                            serve_args=("--discard",), wrap=mounts.tmpfs(workdir / "db", "1m")))
+                                            serve_args=("--discard",), wrap=mounts.tmpfs(workdir / "db", "16m")))
         client = stack.enter_context(Client(str(daemon.socket)))
         acknowledged = set()
         for i in range(before):
