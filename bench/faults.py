@@ -8,7 +8,7 @@ tests/live/test_faults.py runs small).
 * disk full, read-only store, empty store, bridge impersonation, a client that never reads; for the
   kernel-backend ones the injector's kernel routes are compared with the store
 
-Run as root: python3 bench/faults.py   (env F2B_FAULTS_STORM=10000 F2B_FAULTS_RUNS=3)
+Run as root: python3 bench/faults.py [exabgp|store|clients ...]   (env F2B_FAULTS_STORM=10000 F2B_FAULTS_RUNS=3)
 """
 
 from __future__ import annotations
@@ -47,36 +47,53 @@ def machine() -> str:
             f"load average at start {os.getloadavg()[0]:.2f}")
 
 
-def main() -> None:
+def exabgp_chain(topology: Topology) -> None:
+    with storm.StormLab(topology) as lab:
+        for fault in storm.FAULTS:
+            for run in range(1, RUNS + 1):
+                print(row(storm.storm(lab, STORM, fault, run), run), flush=True)
+        found = storm.impostors(lab, bans=1000)
+        print(row(found.tally), f"; of 3 impostors 1 could not open the socket "
+              f"({found.no_right.connect_error}), {len(found.refusals)} refused by the daemon, bridge pid "
+              f"{'unchanged' if found.bridge_after == found.bridge_before else 'CHANGED'}", flush=True)
+
+
+def store(topology: Topology) -> None:
+    full = faults.disk_full(topology, before=1000, during=300, expiring=50, full_for=10)
+    print(row(full.tally), f"; expiry retries while full {full.expiry_retries_while_full} in "
+          f"{full.full_for_s:.0f} s, log lines {full.log_lines_while_full}", flush=True)
+    read_only = faults.read_only(topology, bans=1000)
+    print(row(read_only.tally), flush=True)
+    empty = faults.empty_store(topology, routes=STORM)
+    print(row(empty.tally), f"; start with --adopt {empty.adopt_s:.1f} s, with --discard {empty.discard_s:.1f} s, "
+          f"{empty.routes_after_discard} routes left", flush=True)
+
+
+def clients(topology: Topology) -> None:
+    quiet = faults.never_reads(topology, bans=STORM, seconds=15)
+    print(row(quiet.tally), f"; p50 {quiet.attacked.p50_ms:.1f} ms, max {quiet.attacked.max_ms:.0f} ms "
+          f"(quiet p99 {quiet.quiet.p99_ms:.1f} ms), {quiet.sent} requests sent, dropped after "
+          f"{quiet.dropped_after_s:.0f} s", flush=True)
+
+
+SECTIONS = {"exabgp": exabgp_chain, "store": store, "clients": clients}
+
+
+def main(sections: list[str]) -> None:
     started = time.monotonic()
     print(f"machine: {machine()}")
     print(f"storm: {STORM} IPv6 bans, {RUNS} runs per fault\n")
     print(HEADER, flush=True)
     with Topology() as topology:
-        with storm.StormLab(topology) as lab:
-            for fault in storm.FAULTS:
-                for run in range(1, RUNS + 1):
-                    print(row(storm.storm(lab, STORM, fault, run), run), flush=True)
-            found = storm.impostors(lab, bans=1000)
-            print(row(found.tally), f"; of 3 impostors 1 could not open the socket "
-                  f"({found.no_right.connect_error}), {len(found.refusals)} refused by the daemon, bridge pid "
-                  f"{'unchanged' if found.bridge_after == found.bridge_before else 'CHANGED'}", flush=True)
-        full = faults.disk_full(topology, before=1000, during=300, expiring=50, full_for=10)
-        print(row(full.tally), f"; expiry retries while full {full.expiry_retries_while_full} in "
-              f"{full.full_for_s:.0f} s, log lines {full.log_lines_while_full}", flush=True)
-        read_only = faults.read_only(topology, bans=1000)
-        print(row(read_only.tally), flush=True)
-        empty = faults.empty_store(topology, routes=STORM)
-        print(row(empty.tally), f"; start with --adopt {empty.adopt_s:.1f} s, with --discard {empty.discard_s:.1f} s, "
-              f"{empty.routes_after_discard} routes left", flush=True)
-        quiet = faults.never_reads(topology, bans=STORM, seconds=15)
-        print(row(quiet.tally), f"; p50 {quiet.attacked.p50_ms:.1f} ms, max {quiet.attacked.max_ms:.0f} ms "
-              f"(quiet p99 {quiet.quiet.p99_ms:.1f} ms), {quiet.sent} requests sent, dropped after "
-              f"{quiet.dropped_after_s:.0f} s", flush=True)
+        for name in sections:
+            SECTIONS[name](topology)
     print(f"\ntotal {time.monotonic() - started:.0f} s, load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
     if os.geteuid() != 0:
         raise SystemExit("run as root: the scenarios start daemons in throw-away network namespaces")
-    main()
+    unknown = set(sys.argv[1:]) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown section(s) {sorted(unknown)}; sections: {', '.join(SECTIONS)} (default: all)")
+    main(sys.argv[1:] or list(SECTIONS))

@@ -46,7 +46,8 @@ class Tally:
 
 def kernel_config(max_routes: int, database: str = "{workdir}/state.db") -> str:
     """The lab's daemon config with the kernel backend only, room for MAX_ROUTES bans, the database at DATABASE."""
-    config = lab_config(guards=f"max_routes = {max_routes}\nmax_rate = {max_routes}")
+    config = lab_config(guards=f"max_routes = {max_routes}\nmax_rate = {max_routes}",
+                        rest=f"[bgp]\nprefix_limit = {max(max_routes, 10000)}")
     return config.replace('database = "{workdir}/state.db"', f'database = "{database}"')
 
 
