@@ -70,7 +70,7 @@ def store(topology: Topology) -> None:
 
 
 def clients(topology: Topology) -> None:
-    quiet = faults.never_reads(topology, bans=STORM, seconds=15)
+    quiet = faults.never_reads(topology, routes=STORM, seconds=15)
     print(row(quiet.tally), f"; p50 {quiet.attacked.p50_ms:.1f} ms, max {quiet.attacked.max_ms:.0f} ms "
           f"(quiet p99 {quiet.quiet.p99_ms:.1f} ms), {quiet.sent} requests sent, dropped after "
           f"{quiet.dropped_after_s:.0f} s", flush=True)

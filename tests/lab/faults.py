@@ -64,8 +64,19 @@ def _canonical(dst: str, family: str) -> str:
     return dst if "/" in dst else dst + ("/32" if family == "-4" else "/128")
 
 
+def bans(daemon: F2bBgp) -> list[dict[str, Any]]:
+    """Every ban the daemon lists, page after page."""
+    found, after = [], ""
+    while True:
+        page = daemon.call("list", after=after or None, limit=10000)
+        found += page["bans"]
+        if not page["next"]:
+            return found
+        after = page["next"]
+
+
 def stored(daemon: F2bBgp) -> set[str]:
-    return {b["prefix"] for b in daemon.call("list")["bans"]}
+    return {b["prefix"] for b in bans(daemon)}
 
 
 def compare(routes: list[str], store: set[str], acknowledged: set[str]) -> tuple[int, int, int]:
@@ -258,16 +269,17 @@ class Pings:
     max_ms: float
 
 
-def never_reads(topology: Topology, bans: int, seconds: float, op: str = "list", quiet: float = 3) -> NeverReads:
-    """BANS in place; a client pipelines OP requests for SECONDS and never reads an answer, while
-    another client pings every 10 ms (QUIET seconds before too) and the daemon's memory is sampled."""
-    with F2bBgp(topology.ns("injector"), kernel_config(bans + 10), serve_args=("--discard",)) as daemon, \
+def never_reads(topology: Topology, routes: int, seconds: float, quiet: float = 3) -> NeverReads:
+    """ROUTES bans in place; a client pipelines `list` requests (the largest page) for SECONDS and never
+    reads an answer, while another client pings every 10 ms (QUIET seconds before too) and the daemon's
+    memory is sampled."""
+    with F2bBgp(topology.ns("injector"), kernel_config(routes + 10), serve_args=("--discard",)) as daemon, \
             Client(str(daemon.socket), timeout=30) as pinger:
-        acknowledged = set(_ban_many(daemon, [f"2001:db8:203:e::{i:x}" for i in range(bans)], "quiet"))
+        acknowledged = set(_ban_many(daemon, [f"2001:db8:203:e::{i:x}" for i in range(routes)], "quiet"))
         before = _rss_mib(daemon.pid)
         calm, _ = _ping_for(pinger, quiet, daemon.pid)
         mark = log_size(daemon)
-        attacker = _Attacker(daemon.socket, op)
+        attacker = _Attacker(daemon.socket, {"op": "list", "limit": 10000})
         started = time.monotonic()
         attacker.start()
         try:
@@ -300,16 +312,16 @@ def _ping_for(client: Client, seconds: float, pid: int) -> tuple[Pings, float]:
 
 
 class _Attacker(threading.Thread):
-    """Writes OP requests as fast as the socket takes them, reads nothing; bounded by time and count."""
+    """Writes REQUEST again and again as fast as the socket takes it, reads nothing; bounded by time and count."""
 
     MAX_REQUESTS = 1_000_000
 
-    def __init__(self, path: Path, op: str) -> None:
+    def __init__(self, path: Path, request: dict[str, Any]) -> None:
         super().__init__(daemon=True)
         self.conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.conn.connect(str(path))
         self.conn.settimeout(0.05)
-        self.line = json.dumps({"op": op}).encode() + b"\n"
+        self.line = json.dumps(request).encode() + b"\n"
         self.stop, self.sent = threading.Event(), 0
 
     def run(self) -> None:
@@ -370,7 +382,7 @@ def empty_store(topology: Topology, routes: int) -> EmptyStore:
         adopt_s = emptied("--adopt")
         wait_until(lambda: set(our_routes(topology)) == stored(daemon), 30, "kernel routes == adopted store")
         lost, stale, dup = compare(our_routes(topology), stored(daemon), acknowledged)
-        owners = {o["jail"] for b in daemon.call("list")["bans"] for o in b["owners"]}
+        owners = {o["jail"] for b in bans(daemon) for o in b["owners"]}
         tally = Tally("empty store", len(acknowledged), lost, stale, dup, adopt_s,
                       f"start refused with exit {refused}, {len(after_refusal)} routes kept; --adopt")
         discard_s = emptied("--discard")

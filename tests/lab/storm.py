@@ -22,7 +22,7 @@ from f2b_bgp.peering.regenerate import reference_config
 
 from .exabgp import Exabgp, with_bridge_program
 from .f2bbgp import FW1, F2bBgp, lab_config
-from .faults import Tally, log_since, log_size, pipelined
+from .faults import Tally, log_since, log_size, pipelined, stored
 from .frr import Frr
 from .impostor import Knock, knock
 from .netns import HOSTS, Topology
@@ -103,7 +103,7 @@ class StormLab:
                 for prefix, paths in routes.items()}
 
     def stored(self) -> set[str]:
-        return {b["prefix"] for b in self.daemon.call("list")["bans"]}
+        return stored(self.daemon)
 
     def converge(self, what: str) -> float:
         """Wait until the firewall's RIB holds exactly the stored bans; the seconds it took."""

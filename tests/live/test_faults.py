@@ -60,7 +60,7 @@ def test_020_a_read_only_store_is_refused_at_start_and_nothing_is_withdrawn(topo
 
 
 def test_030_a_client_that_never_reads_is_dropped_and_slows_no_one(topology: Topology) -> None:
-    result = faults.never_reads(topology, bans=2000, seconds=12)
+    result = faults.never_reads(topology, routes=2000, seconds=12)
     print(result)
     # measured on the shared 2-core lab machine: see docs/reliability.md; the bound leaves room for its noise
     assert result.attacked.p99_ms < 250, result
