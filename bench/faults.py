@@ -7,8 +7,9 @@ tests/live/test_faults.py runs small).
   lost/stale/duplicated compare the firewall's RIB with the store once converged
 * disk full, read-only store, empty store, bridge impersonation, a client that never reads; for the
   kernel-backend ones the injector's kernel routes are compared with the store
+* the daemon down while fail2ban (the shipped `.conf` action) bans: the queue is applied when it is back
 
-Run as root: python3 bench/faults.py [exabgp|store|clients ...]   (env F2B_FAULTS_STORM=10000 F2B_FAULTS_RUNS=3)
+Run as root: python3 bench/faults.py [exabgp|store|fail2ban|clients ...]   (env F2B_FAULTS_STORM=10000 F2B_FAULTS_RUNS=3)
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from tests.lab import faults, storm  # noqa: E402  (the lab is the repository's, not an installed package)
+from tests.lab.daemon_down import daemon_down  # noqa: E402
 from tests.lab.faults import Tally  # noqa: E402
 from tests.lab.netns import Topology  # noqa: E402
 
 STORM = int(os.environ.get("F2B_FAULTS_STORM", "10000"))
 RUNS = int(os.environ.get("F2B_FAULTS_RUNS", "3"))
+FAIL2BAN_BANS = 2000  # the .conf action costs ~6 ms per ban in fail2ban (docs/fail2ban.md)
 HEADER = f"{'scenario':<24} {'run':>3} {'acked':>6} {'lost':>5} {'stale':>5} {'dup':>4} {'converge':>9}  notes"
 
 
@@ -69,6 +72,10 @@ def store(topology: Topology) -> None:
           f"{empty.routes_after_discard} routes left", flush=True)
 
 
+def fail2ban(topology: Topology) -> None:
+    print(row(daemon_down(topology, bans=FAIL2BAN_BANS)), flush=True)
+
+
 def clients(topology: Topology) -> None:
     quiet = faults.never_reads(topology, routes=STORM, seconds=15)
     print(row(quiet.tally), f"; p50 {quiet.attacked.p50_ms:.1f} ms, max {quiet.attacked.max_ms:.0f} ms "
@@ -76,7 +83,7 @@ def clients(topology: Topology) -> None:
           f"{quiet.dropped_after_s:.0f} s", flush=True)
 
 
-SECTIONS = {"exabgp": exabgp_chain, "store": store, "clients": clients}
+SECTIONS = {"exabgp": exabgp_chain, "store": store, "fail2ban": fail2ban, "clients": clients}
 
 
 def main(sections: list[str]) -> None:
