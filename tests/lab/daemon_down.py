@@ -57,5 +57,5 @@ def daemon_down(topology: Topology, bans: int) -> Tally:
         took = time.monotonic() - started
         lost, stale, dup = compare(our_routes(topology), stored(daemon), acknowledged)
         daemon.call("flush")
-        return Tally("daemon down, fail2ban bans", len(acknowledged), lost, stale, dup, took,
+        return Tally("fail2ban, daemon down", len(acknowledged), lost, stale, dup, took,
                      f"{queued} lines queued by the .conf action while the daemon was down")
