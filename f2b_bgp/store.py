@@ -66,6 +66,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.health = StoreHealth()
+        self.opened = False  # until then a failure is the caller's one-line start error, not a log line
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, isolation_level=None)
@@ -82,6 +83,7 @@ class Store:
             self.owners: dict[Prefix, int] = {}
             for text, count in self.db.execute("SELECT prefix, COUNT(*) FROM claims GROUP BY prefix"):
                 self.owners[Prefix.parse(text)] = count
+            self.opened = True
         except (sqlite3.Error, OSError, ValueError, StoreError) as err:
             cause = _unwritable(path) or _cause(err.__cause__ if isinstance(err, StoreError) and err.__cause__ else err)
             raise StoreError(f"store {path} unusable: {cause}",
@@ -134,7 +136,8 @@ class Store:
         cause = _cause(err)
         if self.health.writable:
             self.health = StoreHealth(False, time.time(), cause)
-            log.error(kv("store-unavailable", path=self.path, error=cause, then="writes refused, reads go on"))
+            if self.opened:
+                log.error(kv("store-unavailable", path=self.path, error=cause, then="writes refused, reads go on"))
         else:
             self.health = StoreHealth(False, self.health.since, cause)
         return StoreError(f"store unavailable: {cause}", hint=f"nothing was changed; check {self.path}")

@@ -173,12 +173,20 @@ def disk_full(topology: Topology, before: int, during: int, expiring: int, full_
 @dataclass
 class ReadOnly:
     tally: Tally
-    exit_code: int | None
-    message: list[str]  # what the refused start said (its last log lines)
+    exit_code: int | None  # of the start with the directory mounted read-only
+    message: list[str]  # what that start said
+    user_exit_code: int | None  # of the start as a user that may not write the files (as the systemd unit runs it)
+    user_message: list[str]
+
+
+# the daemon as nobody, with what it needs to run this checkout's Python (under /root) and write routes
+NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+          "--inh-caps=-all,+dac_read_search,+net_admin", "--ambient-caps=+dac_read_search,+net_admin")
 
 
 def read_only(topology: Topology, bans: int) -> ReadOnly:
-    """BANS in place, the daemon stopped; started again with its database directory read-only."""
+    """BANS in place, the daemon stopped; started again with its database directory mounted read-only,
+    then as a user who may not write it."""
     with ExitStack() as stack:
         workdir = make_workdir("readonly")
         stack.callback(remove_workdir, workdir)
@@ -188,13 +196,9 @@ def read_only(topology: Topology, bans: int) -> ReadOnly:
         acknowledged = {p for p in _ban_many(daemon, [f"2001:db8:203:d::{i:x}" for i in range(bans)], "ro")}
         daemon.stop()
         daemon.wrap, daemon.serve_args = mounts.read_only(workdir / "db"), ()
-        mark = log_size(daemon)
-        try:
-            daemon.start()
-        except AssertionError:
-            pass
-        refused = daemon.returncode
-        message = log_since(daemon, mark)
+        refused, message = _refused_start(daemon)
+        daemon.wrap = NOBODY
+        user_refused, user_message = _refused_start(daemon)
         routes = our_routes(topology)
         lost, stale, dup = compare(routes, acknowledged, acknowledged)
         daemon.wrap = ()
@@ -202,9 +206,19 @@ def read_only(topology: Topology, bans: int) -> ReadOnly:
         daemon.start()  # writable again: starts, and finds everything in place
         wait_until(lambda: set(our_routes(topology)) == stored(daemon), 30, "kernel routes == store")
         tally = Tally("read-only store", len(acknowledged), lost, stale, dup, time.monotonic() - started,
-                      f"start refused with exit {refused}")
+                      f"start refused with exit {refused} (read-only mount), {user_refused} (owner)")
         daemon.call("flush")
-        return ReadOnly(tally, refused, message)
+        return ReadOnly(tally, refused, message, user_refused, user_message)
+
+
+def _refused_start(daemon: F2bBgp) -> tuple[int | None, list[str]]:
+    """Start a daemon that should refuse: its exit code and what it said."""
+    mark = log_size(daemon)
+    try:
+        daemon.start()
+    except AssertionError:
+        pass
+    return daemon.returncode, log_since(daemon, mark)
 
 
 def _ban_many(daemon: F2bBgp, addresses: list[str], jail: str) -> list[str]:

@@ -55,6 +55,9 @@ def test_020_a_read_only_store_is_refused_at_start_and_nothing_is_withdrawn(topo
     assert result.exit_code == ExitCode.STORE, result.message
     errors = [line for line in result.message if line.startswith("f2b-bgp: ")]
     assert len(errors) == 1 and "read-only file system" in errors[0] and "/db/state.db" in errors[0], result.message
+    # as a user who may not write the files (the systemd unit drops the capability to override them)
+    assert result.user_exit_code == ExitCode.STORE and len(result.user_message) == 2, result.user_message
+    assert "/db is not writable by uid 65534 (owner or mode)" in result.user_message[0], result.user_message
     tally = result.tally
     assert (tally.lost, tally.stale, tally.duplicated) == (0, 0, 0), tally
 
