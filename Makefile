@@ -35,7 +35,7 @@ demo: deps
 bench: deps
 	@for b in bench/*.py; do [ $$b = bench/faults.py ] && continue; echo "== $$b"; $(PYTHON) $$b || exit 1; done
 
-## faults: every fault scenario at full size (~6 min): acknowledged / lost / stale / duplicated, time to converge
+## faults: every fault scenario at full size (~5 min): acknowledged / lost / stale / duplicated, time to converge
 ## (F2B_FAULTS_STORM=10000 F2B_FAULTS_RUNS=3 by default; docs/reliability.md has the figures)
 faults: deps
 	$(PYTHON) bench/faults.py
