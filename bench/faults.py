@@ -1,6 +1,6 @@
 """Every fault scenario of issue 13 at full size, one line each: acknowledged / lost / stale / duplicated
-and the time to converge again (the scenarios are tests/lab/faults.py and tests/lab/storm.py, which
-tests/live/test_faults.py runs small).
+and the time to converge again (the scenarios are tests/lab/faults.py, never_reads.py, storm.py and
+daemon_down.py, which tests/live/test_faults.py and test_fail2ban.py run small).
 
 * kill -9 of the daemon, of ExaBGP and of the firewall's bgpd, and a session flap (`clear bgp`), each at
   the half-way answer of a storm of N IPv6 bans through ExaBGP to an FRR firewall, RUNS runs each;
@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from tests.lab import faults, storm  # noqa: E402  (the lab is the repository's, not an installed package)
 from tests.lab.daemon_down import daemon_down  # noqa: E402
 from tests.lab.faults import Tally  # noqa: E402
+from tests.lab.never_reads import never_reads  # noqa: E402
 from tests.lab.netns import Topology  # noqa: E402
 
 STORM = int(os.environ.get("F2B_FAULTS_STORM", "10000"))
@@ -77,7 +78,7 @@ def fail2ban(topology: Topology) -> None:
 
 
 def clients(topology: Topology) -> None:
-    quiet = faults.never_reads(topology, routes=STORM, seconds=15)
+    quiet = never_reads(topology, routes=STORM, seconds=15)
     print(row(quiet.tally), f"; p50 {quiet.attacked.p50_ms:.1f} ms, max {quiet.attacked.max_ms:.0f} ms "
           f"(quiet p99 {quiet.quiet.p99_ms:.1f} ms), {quiet.sent} requests sent, dropped after "
           f"{quiet.dropped_after_s:.0f} s", flush=True)

@@ -12,6 +12,11 @@ Modules (one job each):
   probe     probe() -> (icmp_ok, tcp_ok), ServerListener, nstat() absolute counters
   asserts   assert_route / assert_no_route / assert_established / assert_kernel_blackhole ...
   fixtures  pytest fixtures (topology, urpf_topology, topology_factory, server_listener, lab_stack)
+  faults, never_reads, storm, daemon_down
+            fault scenarios returning what they measured (Tally: acknowledged/lost/stale/duplicated),
+            shared by tests/live/test_faults.py and bench/faults.py
+  mounts    a daemon's own mount namespace: its database on a tiny tmpfs, or read-only
+  impostor  knock(socket, uid): a process that is not ExaBGP's bridge connects to its socket
 
 By hand:  python3 -m tests.lab --help   (brings the lab up and prints how to reach it)
 Set F2B_LAB_KEEP=1 to keep daemon work dirs (configs, logs) after a run.

@@ -1,10 +1,10 @@
 """Issue 13: storage faults, trust boundaries and hostile clients, proven live (small sizes; `make faults`
-runs the same scenarios at full size, tests/lab/faults.py and tests/lab/storm.py).
+runs the same scenarios at full size: tests/lab/faults.py, never_reads.py, storm.py).
 
 | step | fault | expected |
 |---|---|---|
 | 010 | the database's file system fills up | bans answer exit 8 `store unavailable: disk full`; no route without a claim; reads work; expiry retries with backoff (a few log lines, not thousands); `status` says NOT WRITABLE; space back: it heals by itself and routes == store |
-| 020 | the database's directory is read-only at start | the daemon refuses to start (exit 8, one line naming the file and the cause); no route touched |
+| 020 | the database's directory is read-only at start, or not writable by the daemon's user | the daemon refuses to start (exit 8, one line naming the file and the cause); no route touched |
 | 030 | a client pipelines requests and never reads | the daemon's memory stays bounded, another client's ping p99 stays low, the client is dropped |
 | 040 | a process of another uid connects to the bridge socket | refused by the socket's mode, or (with the right to open it) by its peer credentials, logged with pid and uid |
 | 050 | a second bridge connects while one is connected | refused, both PIDs logged; bans keep reaching the firewall |
@@ -21,8 +21,9 @@ import pytest
 
 from f2b_bgp.errors import ExitCode
 from tests.lab import faults, storm
-from tests.lab.storm import StormLab
 from tests.lab.netns import Topology
+from tests.lab.never_reads import never_reads
+from tests.lab.storm import StormLab
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_020_a_read_only_store_is_refused_at_start_and_nothing_is_withdrawn(topo
 
 
 def test_030_a_client_that_never_reads_is_dropped_and_slows_no_one(topology: Topology) -> None:
-    result = faults.never_reads(topology, routes=2000, seconds=12)
+    result = never_reads(topology, routes=2000, seconds=12)
     print(result)
     # measured on the shared 2-core lab machine: see docs/reliability.md; the bound leaves room for its noise
     assert result.attacked.p99_ms < 250, result
