@@ -56,6 +56,7 @@ def exabgp_chain(topology: Topology) -> None:
         for fault in storm.FAULTS:
             for run in range(1, RUNS + 1):
                 print(row(storm.storm(lab, STORM, fault, run), run), flush=True)
+        print(row(storm.empty_store(lab, bans=STORM).tally), flush=True)
         found = storm.impostors(lab, bans=1000)
         print(row(found.tally), f"; of 3 impostors 1 could not open the socket "
               f"({found.no_right.connect_error}), {len(found.refusals)} refused by the daemon, bridge pid "

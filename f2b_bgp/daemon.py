@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import logging
 import signal
 from pathlib import Path
@@ -20,8 +19,7 @@ from .hostfacts import read_host_facts
 from .https_api import HttpsApi
 from .logfmt import kv
 from .metrics import MetricsServer, renderer
-from .model import Claim
-from .service import Service
+from .service import Service, Unaccounted
 from .spool import Spool, default_path, prepare
 from .spool_runner import SpoolRunner
 from .store import Store
@@ -29,14 +27,6 @@ from .store import Store
 log = logging.getLogger("f2b_bgp")
 
 ATTRIBUTES_KEY = "exabgp.attributes"
-
-
-class Unaccounted(str, enum.Enum):
-    """What to do with routes of ours that a backend holds and a new (or emptied) store does not know."""
-
-    REFUSE = "refuse"  # the default: do not start, say how to choose
-    ADOPT = "adopt"  # keep them as bans of owner 'adopted' with the default bantime
-    DISCARD = "discard"  # withdraw them
 
 
 def run(path: Path, debug: bool = False, unaccounted: Unaccounted = Unaccounted.REFUSE) -> None:
@@ -171,28 +161,18 @@ async def serve(config: Config, unaccounted: Unaccounted = Unaccounted.REFUSE) -
 
 
 async def settle_unaccounted(service: Service, choice: Unaccounted) -> None:
-    """A new or emptied store knows no ban: routes of ours already in a backend are not its to withdraw."""
+    """A new or emptied store knows no ban: routes of ours already in a backend are not its to withdraw.
+    Refused while a backend says it holds some; otherwise each backend's first report (now, or when
+    ExaBGP's bridge first connects) keeps, adopts or discards what it holds (Service.unaccounted_choice)."""
     found = set()
     for backend in service.backends:
         found |= await backend.installed() or set()
-    if not found:
-        service.keep_unaccounted = choice is Unaccounted.REFUSE  # a backend that cannot tell yet (ExaBGP)
-        service.store.mark_settled()
-        return
-    if choice is Unaccounted.REFUSE:
+    if found and choice is Unaccounted.REFUSE:
         raise StoreError(
             f"store {service.store.path} is new or empty but the backends hold {len(found)} routes of ours",
             hint="start once with 'f2b-bgp serve --adopt' to keep them as bans (default bantime) "
                  "or 'f2b-bgp serve --discard' to withdraw them")
-    if choice is Unaccounted.ADOPT:
-        now = service.clock()
-        expires = now + service.config.daemon.default_bantime
-        for prefix in sorted(found):
-            service.store.upsert_claim(Claim(prefix, "adopted", "found in a backend at start", now, expires))
-        service.book.mark_pending(found)
-    service.keep_unaccounted = False
-    service.store.mark_settled()
-    log.warning(kv("unaccounted", routes=len(found), action=choice.value))
+    service.unaccounted_choice = choice
 
 
 def remember_attributes(service: Service) -> None:

@@ -8,6 +8,7 @@ counts or touches a prefix with an operation in flight.
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import logging
 import time
@@ -44,6 +45,14 @@ LIST_PAGE = 500  # prefixes per `list` answer: a page is read and rendered in we
 GUARDS_CHECKED = "guards.checked"  # meta key: the fingerprint of the guards every stored ban last passed
 
 
+class Unaccounted(str, enum.Enum):
+    """What to do with routes of ours that a backend holds and a new (or emptied) store does not know."""
+
+    REFUSE = "refuse"  # the default: do not start (or, for a backend that tells only later, keep them)
+    ADOPT = "adopt"  # keep them as bans of owner 'adopted' with the default bantime
+    DISCARD = "discard"  # withdraw them
+
+
 @dataclass(frozen=True)
 class BanRequest:
     prefix: str  # as the client sent it: checked by the guards
@@ -77,7 +86,8 @@ class Service:
         # Routes of ours that a backend holds and the store cannot account for are kept, never
         # withdrawn on a guess, while the store is new (see daemon.check_unaccounted).
         self.keep_unaccounted = store.fresh
-        self.unaccounted: dict[str, set[Prefix]] = {}
+        self.unaccounted_choice = Unaccounted.REFUSE  # what the start was told (serve --adopt, --discard)
+        self.unaccounted: dict[str, set[Prefix]] = {}  # per backend that reported since the start: kept
         self.book = RouteBook(b.name for b in self.backends)
         self.book.mark_pending(store.wanted())  # until the start-up reconcile has seen them in place
         self.queue: Spool | None = None  # the fail2ban queue, once the daemon has opened it
@@ -475,7 +485,7 @@ class Service:
         missing = [p for p in wanted if p not in actual and p not in busy]
         stale = [p for p in actual if p not in wanted and p not in busy]
         if self.keep_unaccounted:
-            stale = self._not_kept(backend.name, stale)
+            stale = self._not_kept(backend, stale)
         if not missing and not stale:
             return Drift(checked=True)
         async with self._locked(missing + stale):
@@ -484,14 +494,32 @@ class Service:
         log.warning(kv("drift", backend=backend.name, missing=len(missing), stale=len(stale), repaired=repaired))
         return Drift(True, len(missing), len(stale), repaired)
 
-    def _not_kept(self, backend: str, stale: list[Prefix]) -> list[Prefix]:
-        """With a new store, the routes a backend held when first seen are kept, never withdrawn on a guess."""
-        if backend not in self.unaccounted:
-            self.unaccounted[backend] = set(stale)
+    def _not_kept(self, backend: Backend, stale: list[Prefix]) -> list[Prefix]:
+        """With a new store, the routes a backend holds when it first reports are kept (never withdrawn on a
+        guess), adopted or discarded, as the start was told. The store counts as settled only once every
+        backend has reported and nothing is kept: until then a restart keeps them too."""
+        if backend.name not in self.unaccounted:
+            choice = self.unaccounted_choice
+            if choice is Unaccounted.ADOPT:
+                self._adopt(backend, stale)
+            self.unaccounted[backend.name] = set(stale) if choice is Unaccounted.REFUSE else set()
             if stale:
-                log.error(kv("unaccounted", backend=backend, routes=len(stale),
-                             action="kept: the store is new; restart with 'serve --adopt' or 'serve --discard'"))
-        return [p for p in stale if p not in self.unaccounted[backend]]
+                action = {Unaccounted.REFUSE: "kept: the store is new; restart with 'serve --adopt' or 'serve --discard'",
+                          Unaccounted.ADOPT: "adopted", Unaccounted.DISCARD: "discarded"}[choice]
+                log.log(logging.ERROR if choice is Unaccounted.REFUSE else logging.WARNING,
+                        kv("unaccounted", backend=backend.name, routes=len(stale), action=action))
+            if len(self.unaccounted) == len(self.backends) and not any(self.unaccounted.values()):
+                self.store.mark_settled()
+                self.keep_unaccounted = False
+        return [p for p in stale if p not in self.unaccounted[backend.name] and not self.store.is_wanted(p)]
+
+    def _adopt(self, backend: Backend, found: list[Prefix]) -> None:
+        now = self.clock()
+        expires = now + self.config.daemon.default_bantime
+        for prefix in sorted(found):
+            self.store.upsert_claim(Claim(prefix, "adopted", f"found in backend {backend.name}", now, expires))
+        self.book.mark_pending(found)  # until each other backend has them too
+        self.book.acknowledged(backend.name, found)
 
     def _claims_of(self, prefix: Prefix) -> list[Claim]:
         return self.store.claims(prefix=prefix)

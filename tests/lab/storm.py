@@ -222,3 +222,55 @@ def impostors(lab: StormLab, bans: int) -> Impostors:
     after = lab.bridge()["pid"]
     lab.clean()
     return Impostors(tally, *knocks, refusals, before, after)
+
+
+# --- an emptied store while ExaBGP holds the routes ------------------------------------------------
+
+@dataclass
+class EmptyStore:
+    tally: Tally  # after --adopt: the firewall against the acknowledged bans and the store
+    held: int  # routes on the firewall before the store was emptied
+    kept: list[tuple[str, int, int]]  # per start: (serve args, routes counted unaccounted, routes on the firewall)
+    adopted: int  # bans listed after --adopt
+    after_discard: int  # routes on the firewall after --discard
+
+
+def empty_store(lab: StormLab, bans: int) -> EmptyStore:
+    """BANS routes announced; state.db truncated; started plainly twice, then with --adopt; emptied again,
+    started with --discard. ExaBGP cannot tell what it holds before its bridge connects, after the start."""
+    lab.clean()
+    answers = pipelined(lab.daemon.socket, [{"op": "ban", "prefix": f"2001:db8:203:6::{i:x}", "jail": "storm"}
+                                            for i in range(1, bans + 1)])
+    acknowledged = {a["prefix"] for a in answers if a.get("ok")}
+    lab.converge("bans before the store is emptied")
+    held, kept = lab.rib_count(), []
+    saved = lab.daemon.serve_args
+
+    def start(*args: str, empty: bool = False) -> None:
+        lab.daemon.stop()
+        if empty:
+            for name in ("state.db", "state.db-wal", "state.db-shm"):
+                (lab.daemon.workdir / name).unlink(missing_ok=True)
+            (lab.daemon.workdir / "state.db").write_bytes(b"")
+        lab.daemon.serve_args = args
+        lab.daemon.start()
+        wait_until(lambda: lab.daemon.call("status")["backends"]["exabgp"]["counters"]["lines"] > 0, 60,
+                   "the bridge connected and the daemon asked ExaBGP what it holds")
+
+    try:
+        for args, empty in (((), True), ((), False)):
+            start(*args, empty=empty)
+            unaccounted = wait_until(lambda: lab.daemon.call("status")["backends"]["exabgp"]["unaccounted"], 30,
+                                     "routes counted unaccounted")
+            kept.append((" ".join(args) or "serve", unaccounted, lab.rib_count()))
+        started = time.monotonic()
+        start("--adopt")
+        adopted = wait_until(lambda: len(lab.stored()), 60, "adopted bans listed")
+        lab.converge("adopted bans")
+        tally = lab.tally("empty store, ExaBGP", acknowledged, time.monotonic() - started,
+                          f"kept at two plain starts: {kept[0][1]}, {kept[1][1]}; then --adopt")
+        start("--discard", empty=True)
+        wait_until(lambda: lab.rib_count() == 0, 60, "discarded routes gone from the firewall")
+        return EmptyStore(tally, held, kept, adopted, lab.rib_count())
+    finally:
+        lab.daemon.serve_args = saved

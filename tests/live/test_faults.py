@@ -9,8 +9,9 @@ runs the same scenarios at full size: tests/lab/faults.py, never_reads.py, storm
 | 040 | a process of another uid connects to the bridge socket | refused by the socket's mode, or (with the right to open it) by its peer credentials, logged with pid and uid |
 | 050 | a second bridge connects while one is connected | refused, both PIDs logged; bans keep reaching the firewall |
 | 060 | kill -9 of the daemon, ExaBGP, the firewall's bgpd, and a session flap, each mid-storm | after convergence the firewall's RIB equals the store: lost 0, stale 0, duplicated 0 |
+| 070 | state.db truncated while ExaBGP holds the routes (its bridge connects after the start) | the daemon starts; the routes are kept and counted `unaccounted`, again at a plain restart; `--adopt` makes them bans; emptied again, `--discard` withdraws them |
 
-The empty store (routes in place, state.db truncated) is step 085 of test_kernel_backend.py.
+The empty store with the kernel backend (the start is refused) is step 085 of test_kernel_backend.py.
 """
 
 from __future__ import annotations
@@ -105,3 +106,16 @@ def test_060_mid_storm_faults_lose_nothing_and_converge(storm_lab: StormLab, fau
     print(tally)
     assert tally.acknowledged == 2000, tally
     assert (tally.lost, tally.stale, tally.duplicated) == (0, 0, 0), tally
+
+
+def test_070_an_emptied_store_keeps_exabgps_routes_until_told(storm_lab: StormLab) -> None:
+    result = storm.empty_store(storm_lab, bans=100)
+    print(result)
+    # 1. the bridge connects after the start: what ExaBGP holds is kept, counted, at every start until told
+    assert result.held == 100
+    assert result.kept == [("serve", 100, 100), ("serve", 100, 100)], result.kept
+    # 2. --adopt keeps them as bans; 3. emptied again, --discard withdraws them
+    assert result.adopted == 100
+    tally = result.tally
+    assert (tally.lost, tally.stale, tally.duplicated) == (0, 0, 0), tally
+    assert result.after_discard == 0
