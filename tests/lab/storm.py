@@ -21,7 +21,7 @@ from typing import Any
 from f2b_bgp.peering.regenerate import reference_config
 
 from .exabgp import Exabgp, with_bridge_program
-from .f2bbgp import FW1, F2bBgp, lab_config
+from .f2bbgp import F2bBgp, exabgp_tables, lab_config
 from .faults import Tally, log_since, log_size, pipelined, stored
 from .frr import Frr
 from .impostor import Knock, knock
@@ -34,22 +34,8 @@ INJECTOR = HOSTS["injector"]["4"]
 MAX_ROUTES = 10_000  # the shipped firewall's maximum-prefix per family
 CONVERGE_TIMEOUT = 180
 
-CONFIG = lab_config(retry_interval=1, guards=f"max_routes = {MAX_ROUTES}\nmax_rate = 10000000", rest=f"""[bgp]
-prefix_limit = {MAX_ROUTES}
-local_as = 65001
-router_id = "198.51.100.2"
-next_hop_ipv4 = "198.51.100.2"
-next_hop_ipv6 = "2001:db8:1::2"
-{FW1.strip()}
-local_address = "198.51.100.2"
-[backends.kernel]
-enabled = false
-[backends.exabgp]
-enabled = true
-bridge_socket = "{{workdir}}/exabgp.sock"
-bridge_user = "root"  # the lab runs ExaBGP as root
-ack_timeout = 3
-""")
+CONFIG = lab_config(retry_interval=1, guards=f"max_routes = {MAX_ROUTES}\nmax_rate = 10000000",
+                    rest=exabgp_tables(kernel=False, bgp=f"prefix_limit = {MAX_ROUTES}", exabgp="ack_timeout = 3"))
 
 
 class StormLab:
