@@ -37,6 +37,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
 from f2b_bgp.config import load_config  # noqa: E402  (run from a checkout)
 from f2b_bgp.peering import render  # noqa: E402
 from kernel_routes import pipelined  # noqa: E402  (a sibling script)
+from report import figure  # noqa: E402
 from tests.lab.f2bbgp import FW1, F2bBgp, lab_config  # noqa: E402
 from tests.lab.frr import Frr  # noqa: E402
 from tests.lab.netns import HOSTS, Topology  # noqa: E402
@@ -151,6 +152,10 @@ def main() -> None:
         verb = "add" if name.endswith("add") or "API" in name else "delete"
         base = seconds[f"ip -batch + FRR: {verb}"]
         print(f"{name:36s} {spread([v / b for v, b in zip(values, base)])}   {statistics.median(values):.2f}")
+        if not name.startswith("ip -batch"):
+            target = "<= 2" if name.startswith("f2b-bgp") else ""
+            figure(f"bulk {N:,} bans -> FRR firewall RIB", name.strip(), values, base, "s",
+                   base=f"ip -batch + FRR: {verb}", target=target)
 
 
 if __name__ == "__main__":
