@@ -77,7 +77,7 @@ def fill(db: Path, n: int) -> None:
     con = sqlite3.connect(db)
     now = time.time()
     with con:
-        con.executemany("INSERT INTO claims VALUES (?, 'sshd', '', ?, ?)",
+        con.executemany("INSERT INTO claims (prefix, jail, reason, created, expires) VALUES (?, 'sshd', '', ?, ?)",
                         ((prefix(i), now, now + 31536000) for i in range(n)))
         con.execute("INSERT OR REPLACE INTO meta VALUES ('settled', ?)", (str(now),))
     con.close()
