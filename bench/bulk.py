@@ -113,7 +113,8 @@ def main() -> None:
     bans = [{"op": "ban", "prefix": p, "jail": "bench"} for p in nets]
     seconds: dict[str, list[float]] = {}
     config = lab_config(guards=f"max_routes = {N}\nmax_rate = {N * REPS}",  # the daemon's own intervals
-                        rest=f'[bgp]\nlocal_as = 65001\nrouter_id = "198.51.100.2"\n{FW1}', retry_interval=5.0)
+                        rest=f'[bgp]\nlocal_as = 65001\nrouter_id = "198.51.100.2"\nprefix_limit = {2 * N}\n{FW1}',
+                        retry_interval=5.0)  # prefix_limit: guards.max_routes may not exceed it
     with tempfile.TemporaryDirectory(prefix="f2b-bench-bulk-") as work, Topology() as topo, \
             Frr(topo.ns("firewall"), firewall_files(Path(work), 2 * N)) as firewall, \
             Frr(topo.ns("injector"), {d: EXAMPLES / "injector" / f"{d}.conf" for d in ("zebra", "bgpd")},

@@ -65,6 +65,8 @@ protected = ["198.51.100.0/24"]
 allow_special = ["2001:db8:203::/48"]
 max_routes = {n}
 max_rate = {n}
+[bgp]
+prefix_limit = {n}  # guards.max_routes may not exceed it
 """
 API_TIMEOUT = 300.0  # seconds for one pipelined run or flush
 
@@ -239,7 +241,7 @@ def spread(values: list[float]) -> str:
 def main() -> None:
     nets = prefixes(N)
     ratios: dict[str, list[float]] = {}
-    rates: dict[str, list[float]] = {}
+    route_rates: dict[str, list[float]] = {}
     baseline: dict[str, list[float]] = {"add": [], "delete": []}
     with Lab() as lab:
         daemon = Daemon(lab, N * REPS)
@@ -253,7 +255,7 @@ def main() -> None:
                     baseline[verb].append(N / seconds)
                 for name, seconds in {**backend_rep(lab, nets), **daemon.rep(lab, nets)}.items():
                     ratios.setdefault(name, []).append(base[name.rsplit(": ", 1)[1]] / seconds)
-                    rates.setdefault(name, []).append(N / seconds)
+                    route_rates.setdefault(name, []).append(N / seconds)
             old = old_backend(lab, nets[:OLD_N])
             lab.expect(0, "after the old backend's deletes")
             if PROFILE:
@@ -273,7 +275,7 @@ def main() -> None:
             for name, values in ratios.items():
                 print(f"{name:40s} {spread(values)}")
                 verb = name.rsplit(": ", 1)[1]
-                figure(f"kernel routes, {N:,} routes", name, rates[name], baseline[verb], "routes/s",
+                figure(f"kernel routes, {N:,} routes", name, route_rates[name], baseline[verb], "routes/s",
                        base=f"ip -batch: {verb}", target=">= 0.5" if verb == "add" else "", higher_is_better=True)
             last = {verb: rates[-1] for verb, rates in baseline.items()}
             for verb, seconds in old.items():
