@@ -28,15 +28,15 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 # (script, argv) in running order; each figure of issue 14 comes from one of these
 QUICK: list[tuple[str, list[str]]] = [
-    ("api_throughput", ["2000"]),
-    ("fail2ban_actions", [os.environ.get("F2B_BENCH_BANS", "100"), "1000"]),
+    ("api_throughput", ["5000"]),
+    ("fail2ban_actions", [os.environ.get("F2B_BENCH_BANS", "200"), "1000"]),
     ("fail2ban_latency", ["100"]),
-    ("kernel_routes", ["10000"]),
-    ("bulk", ["5000", "3"]),
-    ("exabgp_batch", ["1000"]),
-    ("scale", ["20000"]),
-    ("https_api", ["500"]),
-    ("central_latency", ["20"]),
+    ("kernel_routes", ["20000"]),
+    ("bulk", ["10000", "3"]),
+    ("exabgp_batch", ["2000"]),
+    ("scale", ["100000"]),
+    ("https_api", ["1000"]),
+    ("central_latency", ["30"]),
 ]
 FULL: dict[str, list[str]] = {"bulk": ["100000", "3"], "scale": ["100000", "1000000"], "kernel_routes": ["100000"]}
 LIMIT = {"quick": 300, "full": 3600}  # seconds per script
