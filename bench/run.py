@@ -93,13 +93,17 @@ def number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
+def ratio(value: float) -> str:
+    return "-" if value != value else f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
+
+
 def table(figures: list[dict]) -> str:
     """The figures as one Markdown table (also readable in a terminal)."""
     rows = [("group", "figure", "value", "baseline", "ratio min", "median", "max", "target")]
     for f in figures:
         low, mid, high = f["ratio"]
         better = " (higher is better)" if f["higher_is_better"] else ""
-        ratios = (f"{low:.2f}", f"{mid:.2f}", f"{high:.2f}") if f["reps"] > 1 else ("", f"{mid:.2f}", "")
+        ratios = (ratio(low), ratio(mid), ratio(high)) if f["reps"] > 1 else ("", ratio(mid), "")
         rows.append((f["group"], f["name"] + better, f"{number(f['value'])} {f['unit']}",
                      f"{number(f['baseline'])} {f['unit']} ({f['base']})", *ratios, f["target"]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
