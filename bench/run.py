@@ -58,6 +58,10 @@ def run(script: str, argv: list[str], limit: float) -> tuple[list[dict], str, fl
             if (found := parse(line)) is not None:
                 figures.append(found)
         code = proc.wait()
+    except KeyboardInterrupt:  # the script is in its own session: pass the interrupt on, let it clean up
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        raise
     finally:
         timer.cancel()
     seconds = time.monotonic() - start
@@ -67,7 +71,8 @@ def run(script: str, argv: list[str], limit: float) -> tuple[list[dict], str, fl
 
 
 class _Alarm:
-    """SIGTERM to the script after limit seconds (its with-blocks clean up), SIGKILL to its group 60 s later."""
+    """SIGINT to the script after limit seconds (KeyboardInterrupt: its with-blocks and finally clauses remove
+    its namespaces and processes), SIGKILL to its process group if it is still there 60 s later."""
 
     def __init__(self, proc: subprocess.Popen[str], limit: float) -> None:
         self.proc, self.fired, self.done = proc, False, threading.Event()
@@ -78,7 +83,7 @@ class _Alarm:
         if self.done.wait(limit):
             return
         self.fired = True
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(signal.SIGINT)
         if not self.done.wait(60) and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)  # the group start_new_session made for this script
 
