@@ -37,7 +37,7 @@ bench: deps
 	$(PYTHON) bench/run.py
 
 ## bench-full: the same table at full size: bulk 100,000 bans x 3, scale at 100,000 and 1,000,000 stored
-## bans, kernel routes at 100,000 (well over half an hour; each script is bounded by an hour)
+## bans, kernel routes at 100,000 (about 10 minutes on 2 cores; each script is bounded by an hour)
 .PHONY: bench-full
 bench-full: deps
 	$(PYTHON) bench/run.py --full
