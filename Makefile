@@ -30,21 +30,22 @@ unit:
 demo: deps
 	$(PYTHON) -m tests.demo
 
-## bench: benchmarks, printed as ratios against a baseline run in the same process
-## (F2B_BENCH_BANS=1000 make bench: fail2ban_actions.py at the size of docs/fail2ban.md's figures; default 200)
+## bench: every script in bench/ at sizes that keep it under about 5 minutes on 2 cores, then one table:
+## each figure as a ratio against a baseline measured in the same run (min/median/max over repetitions)
+## (sizes in bench/run.py; F2B_BENCH_BANS=1000 make bench: fail2ban_actions.py at the size of docs/fail2ban.md's figures)
 bench: deps
-	@for b in bench/*.py; do [ $$b = bench/faults.py ] && continue; echo "== $$b"; $(PYTHON) $$b || exit 1; done
+	$(PYTHON) bench/run.py
 
 ## faults: every fault scenario at full size (~5 min): acknowledged / lost / stale / duplicated, time to converge
 ## (F2B_FAULTS_STORM=10000 F2B_FAULTS_RUNS=3 by default; docs/reliability.md has the figures)
 faults: deps
 	$(PYTHON) bench/faults.py
 
-## bench-full: bench/bulk.py at full size: 100,000 bans through the kernel backend into an FRR firewall, 3 times
-## (about 10 minutes; each wait is bounded)
+## bench-full: the same table at full size: bulk 100,000 bans x 3, scale at 100,000 and 1,000,000 stored
+## bans, kernel routes at 100,000 (about 10 minutes on 2 cores; each script is bounded by an hour)
 .PHONY: bench-full
 bench-full: deps
-	$(PYTHON) bench/bulk.py 100000 3
+	$(PYTHON) bench/run.py --full
 
 ## examples: regenerate the shipped firewall snippets from the reference config
 examples:

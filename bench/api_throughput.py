@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import figure  # bench/report.py, beside this script
+
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
 PROCESSES = 20
 CONFIG = """
@@ -98,6 +100,12 @@ def main() -> None:
               f"ratio {bans / ping:.1f} ({1 / bans:.0f} bans/s with kernel routes)")
         print(f"daemon memory: idle {idle / 2**20:.1f} MiB, after {N} pipelined bans {loaded / 2**20:.1f} MiB, "
               f"ratio {loaded / idle:.2f}; the same bans again {again / 2**20:.1f} MiB, ratio {again / loaded:.2f}")
+        group = f"client and API, {N} bans"
+        figure(group, "one `f2b-bgp ban` process", one_ban * 1000, start_up * 1000, "ms", base="python3 -c pass")
+        figure(group, "API ban, pipelined (kernel routes)", bans * 1e6, ping * 1e6, "us", base="API ping")
+        figure(group, "daemon RSS after the bans", loaded / 2**20, idle / 2**20, "MiB", base="idle")
+        figure(group, "daemon RSS after the same bans again", again / 2**20, loaded / 2**20, "MiB",
+               base="after the first bans")
     finally:
         if daemon is not None:
             daemon.terminate()

@@ -37,6 +37,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
 from f2b_bgp.config import load_config  # noqa: E402  (run from a checkout)
 from f2b_bgp.peering import render  # noqa: E402
 from kernel_routes import pipelined  # noqa: E402  (a sibling script)
+from report import figure  # noqa: E402
 from tests.lab.f2bbgp import FW1, F2bBgp, lab_config  # noqa: E402
 from tests.lab.frr import Frr  # noqa: E402
 from tests.lab.netns import HOSTS, Topology  # noqa: E402
@@ -112,7 +113,8 @@ def main() -> None:
     bans = [{"op": "ban", "prefix": p, "jail": "bench"} for p in nets]
     seconds: dict[str, list[float]] = {}
     config = lab_config(guards=f"max_routes = {N}\nmax_rate = {N * REPS}",  # the daemon's own intervals
-                        rest=f'[bgp]\nlocal_as = 65001\nrouter_id = "198.51.100.2"\n{FW1}', retry_interval=5.0)
+                        rest=f'[bgp]\nlocal_as = 65001\nrouter_id = "198.51.100.2"\nprefix_limit = {2 * N}\n{FW1}',
+                        retry_interval=5.0)  # prefix_limit: guards.max_routes may not exceed it
     with tempfile.TemporaryDirectory(prefix="f2b-bench-bulk-") as work, Topology() as topo, \
             Frr(topo.ns("firewall"), firewall_files(Path(work), 2 * N)) as firewall, \
             Frr(topo.ns("injector"), {d: EXAMPLES / "injector" / f"{d}.conf" for d in ("zebra", "bgpd")},
@@ -151,6 +153,10 @@ def main() -> None:
         verb = "add" if name.endswith("add") or "API" in name else "delete"
         base = seconds[f"ip -batch + FRR: {verb}"]
         print(f"{name:36s} {spread([v / b for v, b in zip(values, base)])}   {statistics.median(values):.2f}")
+        if not name.startswith("ip -batch"):
+            target = "<= 2" if name.startswith("f2b-bgp") else ""
+            figure(f"bulk {N:,} bans -> FRR firewall RIB", name.strip(), values, base, "s",
+                   base=f"ip -batch + FRR: {verb}", target=target)
 
 
 if __name__ == "__main__":

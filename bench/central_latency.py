@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from report import figure  # noqa: E402  (bench/report.py)
 
 from f2b_bgp.peering.regenerate import reference_config  # noqa: E402
 from tests.lab.exabgp import Exabgp, with_bridge_program  # noqa: E402
@@ -74,6 +75,8 @@ def main() -> None:
         print(f"{N} bans, one at a time, until the route is in FRR's BGP table (median):")
         print(f"  on the central      {d * 1000:7.1f} ms")
         print(f"  on an edge (HTTPS)  {e * 1000:7.1f} ms   ratio edge/central = {e / d:.2f}")
+        figure(f"edge to firewall, {N} bans", "ban on an edge -> FRR BGP table, p50", e * 1000, d * 1000, "ms",
+               base="ban on the central")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from api_throughput import CONFIG as API_CONFIG, pipelined, timed, wait_for  # noqa: E402  (a sibling script, not a package)
+from report import figure  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 CONFIG = API_CONFIG + """[bgp]
@@ -105,6 +106,9 @@ def main() -> None:
               f"ratio {single / batched:.1f}")
         print(f"against the API round trip ({ping * 1e6:.0f} us/ping): batched {batched / ping:.1f}x, "
               f"unbatched {single / ping:.1f}x")
+        group = f"ExaBGP backend, {N} bans"
+        figure(group, "pipelined bans, batch_size 200", batched * 1e6, ping * 1e6, "us", base="API ping")
+        figure(group, "pipelined bans, batch_size 1", single * 1e6, batched * 1e6, "us", base="batch_size 200")
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 

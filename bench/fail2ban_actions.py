@@ -36,6 +36,8 @@ from tests.lab.fail2ban import FAIL2BAN_SERVER, Fail2banServer, Namespace, fail2
 from tests.lab.f2bbgp import F2bBgp  # noqa: E402
 from tests.lab.wait import wait_until  # noqa: E402
 
+from report import figure  # noqa: E402  (bench/report.py)
+
 N = int(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("F2B_BENCH_BANS", "200"))
 STORM = int(sys.argv[2] if len(sys.argv) > 2 else "2000")
 if not 1 <= N <= 5000 or not 1 <= STORM <= 5000:
@@ -159,10 +161,17 @@ def main() -> None:
         each = cost[jail][0] / N
         routed = f"{cost[jail][1]:9.2f}" if jail in ROUTED else f"{'-':>9s}"
         print(f"{labels[jail]:36s} {each * 1000:8.3f} {1 / each:8.0f} {each / base:8.2f} {routed}")
+        if jail != "noop":
+            figure(f"fail2ban actions, {N} bans", labels[jail], each * 1000, base * 1000, "ms/ban",
+                   base=labels["noop"])
     print(f"storm of {STORM} bans in one call: bans/s handed over by fail2ban, and until every route is in the kernel")
     for jail in STORMS:
         handed, routed = storm[jail]
         print(f"{labels[jail.replace('storm', '')]:36s} handed {STORM / handed:7.0f}/s  routed {STORM / routed:7.0f}/s")
+        label = labels[jail.replace("storm", "")].split(" (")[0]
+        for what, seconds in (("handed over", handed), ("routed", routed)):
+            figure(f"fail2ban storm, {STORM} bans", f"{label}: {what}", STORM / seconds, 1 / base, "bans/s",
+                   base="no-op .conf", higher_is_better=True)
 
 
 if __name__ == "__main__":

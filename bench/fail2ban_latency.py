@@ -43,6 +43,8 @@ from tests.lab.peers import FrrPeer  # noqa: E402
 from tests.lab.process import netns_argv  # noqa: E402
 from tests.lab.wait import wait_until  # noqa: E402
 
+from report import figure  # noqa: E402  (bench/report.py)
+
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100
 if not 100 <= N <= 1000:
     raise SystemExit("N must be 100..1000")
@@ -159,6 +161,11 @@ def main() -> None:
         p50 = statistics.median(total)
         print(f"{LABELS[jail]:32s} {p50 * 1000:8.1f} {cuts[89] * 1000:8.1f} {cuts[98] * 1000:8.1f} {p50 / base:13.2f} "
               f"{statistics.median(part) * 1000:13.1f}")
+        if jail != "route":
+            group = f"fail2ban log line -> firewall FIB, {N} bans"
+            figure(group, f"{LABELS[jail]}, p50", p50 * 1000, base * 1000, "ms", base="stock route.conf, p50")
+            base90 = statistics.quantiles(result["route"][0], n=100, method="inclusive")[89]
+            figure(group, f"{LABELS[jail]}, p90", cuts[89] * 1000, base90 * 1000, "ms", base="stock route.conf, p90")
 
 
 if __name__ == "__main__":

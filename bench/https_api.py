@@ -22,6 +22,7 @@ from pathlib import Path
 import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from report import figure  # noqa: E402  (bench/report.py)
 
 from f2b_bgp.client import Client  # noqa: E402
 from f2b_bgp.http_client import HttpClient, client_context  # noqa: E402
@@ -84,6 +85,8 @@ def inside(work: Path) -> None:
         print(f"{N} bans, one at a time on one connection (kernel backend, real routes):")
         print(f"  unix socket {unix:8.0f} bans/s")
         print(f"  https       {https:8.0f} bans/s   ratio https/unix = {https / unix:.2f}")
+        figure(f"HTTPS API, {N} bans", "bans one at a time over HTTPS", https, unix, "bans/s", base="Unix socket",
+               higher_is_better=True)
     finally:
         daemon.terminate()
         daemon.wait(30)

@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from f2b_bgp.backends.kernel import KernelBackend  # noqa: E402  (run from a checkout)
 from f2b_bgp.config import KernelConfig, RouteType  # noqa: E402
 from f2b_bgp.model import Prefix  # noqa: E402
+from report import figure  # noqa: E402  (bench/report.py)
 
 ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
 PROFILE = "--profile" in sys.argv
@@ -64,6 +65,8 @@ protected = ["198.51.100.0/24"]
 allow_special = ["2001:db8:203::/48"]
 max_routes = {n}
 max_rate = {n}
+[bgp]
+prefix_limit = {n}  # guards.max_routes may not exceed it
 """
 API_TIMEOUT = 300.0  # seconds for one pipelined run or flush
 
@@ -238,6 +241,7 @@ def spread(values: list[float]) -> str:
 def main() -> None:
     nets = prefixes(N)
     ratios: dict[str, list[float]] = {}
+    route_rates: dict[str, list[float]] = {}
     baseline: dict[str, list[float]] = {"add": [], "delete": []}
     with Lab() as lab:
         daemon = Daemon(lab, N * REPS)
@@ -251,6 +255,7 @@ def main() -> None:
                     baseline[verb].append(N / seconds)
                 for name, seconds in {**backend_rep(lab, nets), **daemon.rep(lab, nets)}.items():
                     ratios.setdefault(name, []).append(base[name.rsplit(": ", 1)[1]] / seconds)
+                    route_rates.setdefault(name, []).append(N / seconds)
             old = old_backend(lab, nets[:OLD_N])
             lab.expect(0, "after the old backend's deletes")
             if PROFILE:
@@ -269,11 +274,16 @@ def main() -> None:
                       f"{max(rates):,.0f})")
             for name, values in ratios.items():
                 print(f"{name:40s} {spread(values)}")
+                verb = name.rsplit(": ", 1)[1]
+                figure(f"kernel routes, {N:,} routes", name, route_rates[name], baseline[verb], "routes/s",
+                       base=f"ip -batch: {verb}", target=">= 0.5" if verb == "add" else "", higher_is_better=True)
             last = {verb: rates[-1] for verb, rates in baseline.items()}
             for verb, seconds in old.items():
                 name = "add" if verb == "replace" else "delete"
                 print(f"{'old backend, pyroute2 per route: ' + name:40s} {OLD_N / seconds / last[name]:6.3f} "
                       f"({OLD_N} routes, against the last repetition's ip -batch)")
+                figure(f"kernel routes, {N:,} routes", f"old backend, pyroute2 per route: {name} ({OLD_N} routes)",
+                       OLD_N / seconds, last[name], "routes/s", base=f"ip -batch: {name}", higher_is_better=True)
             if PROFILE:
                 top(pstats.Stats(profiler), "one backend repetition, in this process")
                 top(pstats.Stats(str(daemon.profile)), f"the daemon over {REPS} x ({N} bans + flush)")

@@ -34,9 +34,14 @@ import time
 from pathlib import Path
 
 from f2b_bgp.model import Prefix
+from report import figure  # bench/report.py, beside this script
 from f2b_bgp.store import Store
 
 SIZES = [int(a) for a in sys.argv[1:]] or [100_000]
+UNITS = {"startup_s": "s", "status_ms": "ms", "status_p99_ms": "ms", "show_ms": "ms", "ban_ms": "ms", "list_s": "s",
+         "list_page_max_ms": "ms", "rss_mib": "MiB", "db_mib": "MiB"}
+TARGETS = {"startup_s": "<= 5 s", "status_ms": "<= 10 ms", "show_ms": "<= 10 ms", "ban_ms": "<= 10 ms",
+           "list_page_max_ms": "<= 50 ms", "rss_mib": "<= 300 MiB", "db_mib": "<= 200 MiB"}
 CALLS = 200
 BASE = Prefix.parse("2001:db8:203::/48").value
 CONFIG = """
@@ -72,7 +77,7 @@ def fill(db: Path, n: int) -> None:
     con = sqlite3.connect(db)
     now = time.time()
     with con:
-        con.executemany("INSERT INTO claims VALUES (?, 'sshd', '', ?, ?)",
+        con.executemany("INSERT INTO claims (prefix, jail, reason, created, expires) VALUES (?, 'sshd', '', ?, ?)",
                         ((prefix(i), now, now + 31536000) for i in range(n)))
         con.execute("INSERT OR REPLACE INTO meta VALUES ('settled', ?)", (str(now),))
     con.close()
@@ -170,6 +175,10 @@ def main() -> None:
         for n in SIZES:
             row += f" {results[n][key]:14.2f} {results[n][key] / value if value else float('nan'):7.2f}"
         print(row)
+    for n in SIZES:
+        for key, value in base.items():
+            figure(f"scale, {n:,} stored bans", key, results[n][key], value, UNITS[key], base="0 stored bans",
+                   target=TARGETS.get(key, "") if n >= 1_000_000 else "")
 
 
 if __name__ == "__main__":

@@ -157,8 +157,8 @@ def test_install_ban_upgrade_keeps_route_and_store(tmp_path: Path, netns: Namesp
             assert box.stat("/var/lib/f2b-bgp") == "750 f2b-bgp f2b-bgp"
             assert box.stat("/run/f2b-bgp") == "755 f2b-bgp f2b-bgp"
             assert box.run(["f2b-bgp", "--version"]).stdout.strip() == "f2b-bgp, version 0.1.0"
-            # the operator's one edit: the documentation range may be banned in this test
-            box.run(["sed", "-i", 's|^allow_special = \\[\\]|allow_special = ["203.0.113.0/24"]|',
+            # the operator's one edit, which an upgrade must keep
+            box.run(["sed", "-i", 's|^allow_special = .*|allow_special = ["203.0.113.0/25"]|',
                      "/etc/f2b-bgp/config.toml"])
 
             # 020 the daemon from the installed tree, as its unit runs it; a ban
@@ -171,7 +171,7 @@ def test_install_ban_upgrade_keeps_route_and_store(tmp_path: Path, netns: Namesp
             # 030 a newer version over it, the daemon running: config kept, nothing withdrawn
             out = box.run([*make[:2], "-C", str(new), *make[2:]], **pip).stdout
             assert "kept /etc/f2b-bgp/config.toml" in out
-            assert 'allow_special = ["203.0.113.0/24"]' in box.run(["cat", "/etc/f2b-bgp/config.toml"]).stdout
+            assert 'allow_special = ["203.0.113.0/25"]' in box.run(["cat", "/etc/f2b-bgp/config.toml"]).stdout
             assert netns.routes() == {f"{ATTACKER}/32": "blackhole"}
 
             # 040 the restart an init system does after an upgrade: the route stays throughout
