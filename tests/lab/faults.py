@@ -67,7 +67,7 @@ def bans(daemon: F2bBgp) -> list[dict[str, Any]]:
     """Every ban the daemon lists, page after page."""
     found, after = [], ""
     while True:
-        page = daemon.call("list", after=after or None, limit=10000)
+        page = daemon.call("list", after=after or None, limit=2000)
         found += page["bans"]
         if not page["next"]:
             return found

@@ -48,7 +48,7 @@ def never_reads(topology: Topology, routes: int, seconds: float, quiet: float = 
         before = _rss_mib(daemon.pid)
         calm, _ = _ping_for(pinger, quiet, daemon.pid)
         mark = log_size(daemon)
-        attacker = _Attacker(daemon.socket, {"op": "list", "limit": 10000})
+        attacker = _Attacker(daemon.socket, {"op": "list", "limit": 2000})
         started = time.monotonic()
         attacker.start()
         try:
