@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import signal
 from pathlib import Path
@@ -128,6 +129,9 @@ async def serve(config: Config, unaccounted: Unaccounted = Unaccounted.REFUSE) -
         remember_attributes(service)
         await service.reconcile("start")
         queue = await start_queue(service)
+        # What start-up loaded (a prefix object per stored ban) lives as long as the daemon: kept out
+        # of the collector's full scans, which otherwise pause every client ~0.1 s per million bans.
+        gc.freeze()
         try:
             await api.start()
         except KeyError as err:
