@@ -22,6 +22,7 @@ from pathlib import Path
 import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from api_throughput import CONFIG as API_CONFIG  # noqa: E402  (the Unix-socket bench's daemon)
 from report import figure  # noqa: E402  (bench/report.py)
 
 from f2b_bgp.client import Client  # noqa: E402
@@ -30,16 +31,7 @@ from f2b_bgp.tokens import digest  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 1000
 SECRET = "f2b_bench-secret"
-CONFIG = """
-[daemon]
-socket = "{dir}/api.sock"
-database = "{dir}/state.db"
-[guards]
-protected = ["198.51.100.0/24"]
-allow_special = ["203.0.113.0/24", "2001:db8:203::/48"]
-max_routes = {n}
-max_rate = {n}
-[api.https]
+CONFIG = API_CONFIG + """[api.https]
 listen = ["127.0.0.1:8443"]
 certificate = "{dir}/cert.pem"
 key = "{dir}/key.pem"
