@@ -7,13 +7,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import pytest
-from netaddr import IPNetwork
 
-from f2b_bgp.address import normalise, to_prefix
+from f2b_bgp.address import to_prefix
 from f2b_bgp.aggregation import AggregationPolicy, Decision, Escalation, Member, RecentBans, decide, reason, widen
-from f2b_bgp.guards import Accepted, GuardPolicy, HostFacts, ProtectedPrefix, check_text
+from f2b_bgp.guards import Accepted, GuardPolicy, HostFacts, check_text
 from f2b_bgp.model import Prefix
-from tests.unit.annotated import case_lines
+from tests.unit.annotated import GuardSetting, case_lines
 
 CASES = Path(__file__).parent.parent / "data" / "aggregation_cases.txt"
 CASE_LINE = re.compile(r"(?P<kind>widen|escalate)\s+(?P<inputs>.+?)\s+=>\s+(?P<expected>[^#]+?)\s*#\s*(?P<why>\S.*)")
@@ -21,23 +20,16 @@ MEMBER = re.compile(r"(?:(?P<jail>[A-Za-z0-9._-]+)=)?(?P<text>[^@=\s]+)@(?P<at>\
 
 
 @dataclass
-class Setting:
-    protected: list[ProtectedPrefix] = field(default_factory=list)
-    addresses: list[IPNetwork] = field(default_factory=list)
-    allow: list[IPNetwork] = field(default_factory=list)
+class Setting(GuardSetting):
     guard: dict[str, int] = field(default_factory=dict)
     ban_length: int = 128
     jails: dict[str, int] = field(default_factory=dict)
     escalation: Escalation = Escalation()
 
     def apply(self, directive: str, args: list[str]) -> None:
-        if directive in ("protected", "peer", "next-hop"):
-            self.protected.append(ProtectedPrefix(normalise(args[0]), " ".join(args[1:]), directive))
-        elif directive == "host":
-            self.addresses.append(IPNetwork(args[0]))
-        elif directive == "allow-special":
-            self.allow.append(normalise(args[0]))
-        elif directive == "guard":
+        if self.apply_guard(directive, args):
+            return
+        if directive == "guard":
             self.guard[args[0]] = int(args[1])
         elif directive == "ban-length":
             self.ban_length = int(args[0])
@@ -52,7 +44,7 @@ class Setting:
 
     def frozen(self) -> tuple[GuardPolicy, HostFacts, AggregationPolicy]:
         guards = GuardPolicy(protected=tuple(self.protected), allow_special=tuple(self.allow), **self.guard)
-        return guards, HostFacts(tuple(self.addresses)), AggregationPolicy(self.ban_length, dict(self.jails),
+        return guards, self.host(), AggregationPolicy(self.ban_length, dict(self.jails),
                                                                            self.escalation)
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from netaddr import IPNetwork
 
-from f2b_bgp.address import normalise
 from f2b_bgp.guards import (
     GUARDS,
     Accepted,
@@ -26,7 +25,7 @@ from f2b_bgp.guards import (
     empty_protection,
     special_purpose,
 )
-from tests.unit.annotated import case_lines
+from tests.unit.annotated import GuardSetting, case_lines
 
 CASES = Path(__file__).parent.parent / "data" / "guard_cases.txt"
 CASE_LINE = re.compile(
@@ -47,20 +46,13 @@ class Case:
 
 
 @dataclass
-class _Setting:
-    protected: list[ProtectedPrefix] = field(default_factory=list)
-    addresses: list[IPNetwork] = field(default_factory=list)
-    allow: list[IPNetwork] = field(default_factory=list)
+class _Setting(GuardSetting):
     fields: dict[str, int | bool] = field(default_factory=dict)
 
     def apply(self, directive: str, args: list[str]) -> None:
-        if directive in ("protected", "peer", "next-hop"):
-            self.protected.append(ProtectedPrefix(normalise(args[0]), " ".join(args[1:]), directive))
-        elif directive == "host":
-            self.addresses.append(IPNetwork(args[0]))
-        elif directive == "allow-special":
-            self.allow.append(normalise(args[0]))
-        elif directive == "set":
+        if self.apply_guard(directive, args):
+            return
+        if directive == "set":
             name, value = args
             self.fields[name] = {"true": True, "false": False}[value] if value in ("true", "false") else int(value)
         else:
@@ -68,9 +60,6 @@ class _Setting:
 
     def policy(self) -> GuardPolicy:
         return GuardPolicy(protected=tuple(self.protected), allow_special=tuple(self.allow), **self.fields)
-
-    def host(self) -> HostFacts:
-        return HostFacts(tuple(self.addresses))
 
 
 def load_cases(path: Path) -> list[Case]:
