@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from . import unix_socket
+from . import __version__, unix_socket
 from .errors import F2bBgpError, RequestError
 from .logfmt import kv
 from .model import Pong, SyncResult, to_wire
@@ -122,7 +122,7 @@ async def _status(service: Service, req: dict[str, Any]) -> object:
 
 
 async def _ping(service: Service, req: dict[str, Any]) -> object:
-    return Pong(service.status().version)
+    return Pong(__version__)
 
 
 async def _events(service: Service, req: dict[str, Any]) -> object:
