@@ -71,6 +71,14 @@ def _check_characters(text: str) -> None:
         raise InvalidAddress(f"leading whitespace: {shown(text)}")
     if text[-1].isspace():
         raise InvalidAddress(f"trailing whitespace: {shown(text)}")
+    if not (text.isascii() and text.isprintable() and " " not in text and SHELL_METACHARACTERS.isdisjoint(text)):
+        _refuse_character(text)  # the check above is the common case, in C; this names what is wrong
+    if "%" in text:
+        raise InvalidAddress(f"zone ids are not accepted: {shown(text)}")
+
+
+def _refuse_character(text: str) -> None:
+    """Raise for the first character that is whitespace, a control, non-ASCII or a shell metacharacter."""
     for char in text:
         if char.isspace():
             raise InvalidAddress(f"whitespace inside: {shown(text)}")
@@ -80,8 +88,6 @@ def _check_characters(text: str) -> None:
             raise InvalidAddress(f"non-ASCII character: {shown(text)}")
         if char in SHELL_METACHARACTERS:
             raise InvalidAddress(f"shell metacharacter {char!r}: {shown(text)}")
-    if "%" in text:
-        raise InvalidAddress(f"zone ids are not accepted: {shown(text)}")
 
 
 def _parse_ipv4(address: str, text: str) -> int:

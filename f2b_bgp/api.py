@@ -5,22 +5,27 @@ HTTPS API (https_api.py): `execute` runs one request object, `answer` and
 `error_answer` are the two shapes of a reply, both transports send them.
 
 Bans, unbans and withdraws on one connection are handled concurrently (so a
-client can stream many bans and the ExaBGP backend can batch them); every
+client can stream many bans and the backends can batch them); bans that arrive
+one after another in what one read returned go to the service as one batch
+(one store transaction, one push per backend), each with its own answer. Every
 other request runs alone, after the ones before it. Answers go out in request
 order. A client that does not read its answers is slowed, then dropped: at most
-MAX_IN_FLIGHT requests of one connection are in the daemon at a time, no new
-request starts while its unread answers fill the write buffer (so a client
-that sends `list` after `list` gets one computed, not hundreds), and an answer
-that cannot be written within WRITE_TIMEOUT closes the connection.
+MAX_IN_FLIGHT requests of one connection are in the daemon at a time (reading
+resumes when half of them are answered), no new request starts while its
+unread answers fill the write buffer (so a client that sends `list` after
+`list` gets one computed, not hundreds), and answers that cannot be written
+within WRITE_TIMEOUT close the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +39,9 @@ from .service import BanRequest, Service
 log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
-MAX_IN_FLIGHT = 256  # per connection: reading pauses beyond it (backpressure)
+MAX_IN_FLIGHT = 1024  # per connection: reading pauses beyond it (backpressure)
+BAN_BATCH = 256  # consecutive bans that go to the service together
+READ_SIZE = 64 * 1024
 WRITE_BUFFER = 256 * 1024
 WRITE_TIMEOUT = 10.0  # a client that reads nothing for this long is dropped
 MAX_BANTIME = 10 * 365 * 86400
@@ -81,15 +88,18 @@ def _number(req: dict[str, Any], name: str, kind: type, low: float, high: float)
     return kind(value)
 
 
-async def _ban(service: Service, req: dict[str, Any]) -> object:
-    bantime = _number(req, "bantime", int, -1, MAX_BANTIME)
-    return await service.ban(BanRequest(
+def ban_request(req: dict[str, Any]) -> BanRequest:
+    return BanRequest(
         prefix=_string(req, "prefix", required=True) or "",
         jail=_name(req, "jail", "cli") or "cli",
-        bantime=bantime,
+        bantime=_number(req, "bantime", int, -1, MAX_BANTIME),
         reason=_string(req, "reason", "") or "",
         started=_number(req, "started", float, 0, MAX_EPOCH),
-    ))
+    )
+
+
+async def _ban(service: Service, req: dict[str, Any]) -> object:
+    return await service.ban(ban_request(req))
 
 
 async def _unban(service: Service, req: dict[str, Any]) -> object:
@@ -184,6 +194,25 @@ async def handle_request(service: Service, req: dict[str, Any]) -> dict[str, Any
     return answer(result)
 
 
+async def handle_bans(service: Service, reqs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ban requests as one batch: the answers, in order, each as handle_request would give it."""
+    answers: list[dict[str, Any]] = [INTERNAL_ERROR] * len(reqs)
+    valid: list[tuple[int, BanRequest]] = []
+    for i, req in enumerate(reqs):
+        try:
+            valid.append((i, ban_request(req)))
+        except F2bBgpError as err:
+            answers[i] = error_answer(err)
+    try:
+        outcomes = await service.ban_many([ban for _, ban in valid])
+    except Exception:  # noqa: BLE001 - one bad batch must not take the daemon down
+        log.exception("api internal error")
+        return answers
+    for (i, _), outcome in zip(valid, outcomes):
+        answers[i] = error_answer(outcome) if isinstance(outcome, F2bBgpError) else answer(outcome)
+    return answers
+
+
 INTERNAL_ERROR = {"ok": False, "code": "error", "error": "internal error, see the daemon log"}
 
 
@@ -214,29 +243,22 @@ class ApiServer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.transport.set_write_buffer_limits(high=WRITE_BUFFER)
-        answers: asyncio.Queue[asyncio.Task[dict[str, Any]] | None] = asyncio.Queue(MAX_IN_FLIGHT)
-        sender = asyncio.create_task(self._send(answers, writer))
+        answers: asyncio.Queue[Answers | None] = asyncio.Queue()
+        flight = _Flight(MAX_IN_FLIGHT)
+        sender = asyncio.create_task(self._send(answers, writer, flight))
         try:
-            while not sender.done():
-                try:
-                    line = await reader.readuntil(b"\n")
-                except asyncio.IncompleteReadError:
-                    break
-                except asyncio.LimitOverrunError:
-                    await answers.put(_done(error_answer(RequestError(f"request longer than {MAX_LINE} bytes"))))
-                    break
-                await writer.drain()  # the client reads its answers, or no new work starts
-                if writer.is_closing():
-                    break  # dropped while we waited: what it sent last is not worked on
-                try:
-                    req = decode_object(line)
-                except F2bBgpError as err:
-                    await answers.put(_done(error_answer(err)))
-                    continue
-                task = asyncio.create_task(handle_request(self.service, req))
-                await answers.put(task)
-                if req.get("op") not in CONCURRENT:
-                    await asyncio.wait([task])
+            async for lines in _lines(reader):
+                for work in _work(lines):
+                    await flight.enter(work.size)
+                    await writer.drain()  # the client reads its answers, or no new work starts
+                    if sender.done() or writer.is_closing():
+                        return  # dropped while we waited: what it sent last is not worked on
+                    task = asyncio.create_task(work.run(self.service))
+                    await answers.put(task)
+                    if not work.concurrent:
+                        await asyncio.wait([task])
+        except _TooLong:
+            await answers.put(_done([error_answer(RequestError(f"request longer than {MAX_LINE} bytes"))]))
         except ConnectionError:
             pass
         finally:
@@ -244,15 +266,19 @@ class ApiServer:
             await sender
 
     @staticmethod
-    async def _send(answers: asyncio.Queue[asyncio.Task[dict[str, Any]] | None], writer: asyncio.StreamWriter) -> None:
+    async def _send(answers: asyncio.Queue[Answers | None], writer: asyncio.StreamWriter, flight: _Flight) -> None:
         """Write answers in request order; after the client went away keep draining so no task is orphaned."""
         gone = False
         while (task := await answers.get()) is not None:
-            answer = await task
-            if gone:
+            out = await task
+            flight.leave(len(out))
+            if gone or writer.transport.is_closing():
+                gone = True
+                continue
+            writer.write(b"".join(json.dumps(a, separators=(",", ":")).encode() + b"\n" for a in out))
+            if writer.transport.get_write_buffer_size() <= WRITE_BUFFER:
                 continue
             try:
-                writer.write(json.dumps(answer, separators=(",", ":")).encode() + b"\n")
                 await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
             except TimeoutError:
                 log.warning(kv("api-client-dropped", why=f"read no answer for {WRITE_TIMEOUT:g} s"))
@@ -263,8 +289,87 @@ class ApiServer:
         writer.close()
 
 
-def _done(result: dict[str, Any]) -> asyncio.Task[dict[str, Any]]:
-    async def value() -> dict[str, Any]:
+Answers = asyncio.Task[list[dict[str, Any]]]
+
+
+class _TooLong(Exception):
+    pass
+
+
+async def _lines(reader: asyncio.StreamReader) -> AsyncIterator[list[bytes]]:
+    """The complete lines each read brings (many at once from a client that pipelines)."""
+    rest = b""
+    while chunk := await reader.read(READ_SIZE):
+        *lines, rest = (rest + chunk).split(b"\n")
+        if len(rest) > MAX_LINE or any(len(line) > MAX_LINE for line in lines):
+            raise _TooLong
+        if lines:
+            yield lines
+
+
+@dataclass
+class _Work:
+    """One request, or consecutive bans that go to the service as a batch."""
+
+    run: Callable[[Service], Awaitable[list[dict[str, Any]]]]
+    size: int
+    concurrent: bool
+
+
+def _work(lines: list[bytes]) -> Iterator[_Work]:
+    bans: list[dict[str, Any]] = []
+    for line in lines:
+        try:
+            req: dict[str, Any] | F2bBgpError = decode_object(line)
+        except F2bBgpError as err:
+            req = err
+        is_ban = isinstance(req, dict) and req.get("op") == "ban"
+        if is_ban and len(bans) < BAN_BATCH:
+            bans.append(req)  # type: ignore[arg-type]  # a dict: is_ban
+            continue
+        if bans:
+            yield _bans(bans)
+            bans = []
+        if is_ban:
+            bans.append(req)  # type: ignore[arg-type]
+        else:
+            yield _single(req)
+    if bans:
+        yield _bans(bans)
+
+
+def _bans(reqs: list[dict[str, Any]]) -> _Work:
+    return _Work(functools.partial(handle_bans, reqs=reqs), len(reqs), True)
+
+
+def _single(req: dict[str, Any] | F2bBgpError) -> _Work:
+    async def one(service: Service) -> list[dict[str, Any]]:
+        return [error_answer(req) if isinstance(req, F2bBgpError) else await handle_request(service, req)]
+
+    return _Work(one, 1, isinstance(req, F2bBgpError) or req.get("op") in CONCURRENT)
+
+
+class _Flight:
+    """Requests of one connection in the daemon: new ones wait while `most` are, until half are answered."""
+
+    def __init__(self, most: int) -> None:
+        self.most, self.count, self.room = most, 0, asyncio.Event()
+        self.room.set()
+
+    async def enter(self, size: int) -> None:
+        while self.count >= self.most:
+            self.room.clear()
+            await self.room.wait()
+        self.count += size
+
+    def leave(self, size: int) -> None:
+        self.count -= size
+        if self.count <= self.most // 2:
+            self.room.set()
+
+
+def _done(result: list[dict[str, Any]]) -> Answers:
+    async def value() -> list[dict[str, Any]]:
         return result
 
     return asyncio.create_task(value())

@@ -27,6 +27,8 @@ def text_problem(text: str) -> str | None:
     """Why text is not a valid one-line free text, or None."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
         return f"is longer than {MAX_TEXT_BYTES} bytes"
+    if text.isascii() and text.isprintable():  # the common case, checked in C: no ASCII control characters
+        return None
     if any(unicodedata.category(ch) in _UNPRINTABLE for ch in text):
         return "contains control, format or separator characters"
     return None

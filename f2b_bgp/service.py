@@ -11,6 +11,8 @@ import asyncio
 import enum
 import hashlib
 import logging
+import math
+import operator
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -22,7 +24,7 @@ from .aggregation import (ESCALATED, ESCALATION_OWNER, Member, RecentBans, Widen
                           widen)
 from .backends.base import Backend, BackendUnavailable
 from .config import Config
-from .errors import LimitError, RefusedError, RequestError, StoreError
+from .errors import F2bBgpError, LimitError, RefusedError, RequestError, StoreError
 from .guards import Accepted, GuardPolicy, HostFacts, Refused, check_capacity, check_prefix, check_text
 from .logfmt import kv
 from .names import name_problem
@@ -62,6 +64,15 @@ class BanRequest:
     started: float | None = None  # original ban time of a restored ban
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A ban request checked and turned into the claim it makes."""
+
+    banned: Prefix  # the address as asked
+    widening: Widening
+    claim: Claim
+
+
 class Service:
     def __init__(
         self,
@@ -81,7 +92,8 @@ class Service:
         self.started = clock()
         self.recent: deque[float] = deque()
         self.locks: dict[Prefix, _Lock] = {}
-        self.wake = asyncio.Event()
+        self.wake = asyncio.Event()  # the expiry loop: a new expiry before the one it waits for, or the store healed
+        self.expiry_wait_until = 0.0  # when the expiry loop wakes by itself
         self.last_reconcile: ReconcileReport | None = None
         # Routes of ours that a backend holds and the store cannot account for are kept, never
         # withdrawn on a guess, while the store is new (see daemon.check_unaccounted).
@@ -101,43 +113,99 @@ class Service:
     # requests
 
     async def ban(self, req: BanRequest) -> BanResult:
+        outcome = (await self.ban_many([req]))[0]
+        if isinstance(outcome, F2bBgpError):
+            raise outcome
+        return outcome
+
+    async def ban_many(self, reqs: Sequence[BanRequest]) -> list[BanResult | F2bBgpError]:
+        """Each ban, in order, as `ban` alone would do it, but as one batch: one store transaction
+        and one push to each backend. Each gets its own result or its own error."""
+        now = self.clock()
+        outcomes: list[BanResult | F2bBgpError | None] = [None] * len(reqs)
+        plans: dict[int, _Plan] = {}
+        for i, req in enumerate(reqs):
+            try:
+                plan = self._plan(req, now)
+            except F2bBgpError as err:
+                outcomes[i] = err
+                continue
+            if isinstance(plan, BanResult):
+                outcomes[i] = plan
+            else:
+                plans[i] = plan
+        recorded = await self._commit([plan.claim for plan in plans.values()], now)
+        for (i, plan), fresh in zip(plans.items(), recorded):
+            outcomes[i] = fresh if isinstance(fresh, F2bBgpError) else await self._banned(plan, fresh, now)
+        return outcomes  # type: ignore[return-value]  # every slot is filled above
+
+    def _plan(self, req: BanRequest, now: float) -> _Plan | BanResult:
+        """The claim a ban request makes (its input checked by the guards), or its result if it already ended."""
         _check_owner(req.jail)
         if req.jail == ESCALATION_OWNER:
             raise RequestError(f"jail {ESCALATION_OWNER!r} is reserved for escalated bans")
         banned = self._accept(req.prefix)
         widening = self._widen(banned, req.jail)
         prefix = widening.prefix
-        now = self.clock()
         expires = self._expiry(req, now)
         if expires is not None and expires <= now:
             log.info(kv("ban", prefix=prefix, jail=req.jail, expires=expires, result="expired"))
             self.stats.count("ban", "expired")
             return BanResult(prefix, RouteState.EXPIRED, expires, self.store.route_expiry(prefix), False,
                              widening.address)
-        created = min(req.started or now, now)
-        async with self._locked([prefix]):
-            is_new = not self.store.is_wanted(prefix)
-            if is_new:
-                self._check_capacity(now)
-            fresh = self.store.upsert_claim(Claim(prefix, req.jail, req.reason, created, expires,
-                                                  widening.address, widening.origin))
-            if is_new:
-                self.recent.append(now)
-                self.book.mark_pending([prefix])
-            self.wake.set()
-            await self._apply([prefix])
-        state = self.book.state(prefix)
-        log.info(kv("ban", prefix=prefix, jail=req.jail, expires=expires or 0, new=fresh, result=state.value,
-                    **({"widened_from": widening.address} if widening.address else {})))
+        claim = Claim(prefix, req.jail, req.reason, min(req.started or now, now), expires, widening.address,
+                      widening.origin)
+        return _Plan(banned, widening, claim)
+
+    async def _banned(self, plan: _Plan, fresh: bool, now: float) -> BanResult:
+        claim = plan.claim
+        state = self.book.state(claim.prefix)
+        log.info(kv("ban", prefix=claim.prefix, jail=claim.jail, expires=claim.expires or 0, new=fresh,
+                    result=state.value, **({"widened_from": claim.address} if claim.address else {})))
         self.stats.count("ban", "new" if fresh else "extend")
-        escalated = await self._escalate(Member(prefix, _text(banned), req.jail, created), now)
-        return BanResult(prefix, state, expires, self.store.route_expiry(prefix), fresh, widening.address, escalated)
+        escalated = await self._escalate(Member(claim.prefix, _text(plan.banned), claim.jail, claim.created), now)
+        route_expiry = claim.expires if fresh and self.store.owner_count(claim.prefix) == 1 \
+            else self.store.route_expiry(claim.prefix)
+        return BanResult(claim.prefix, state, claim.expires, route_expiry, fresh, plan.widening.address, escalated)
+
+    async def _commit(self, claims: list[Claim], now: float) -> list[bool | F2bBgpError]:
+        """Record the claims in one transaction (the capacity checked for each new prefix, in order) and
+        bring the backends to them. Per claim: whether it is new, or the error that refused it."""
+        outcomes: list[bool | F2bBgpError] = [False] * len(claims)
+        if not claims:
+            return outcomes
+        async with self._locked(c.prefix for c in claims):
+            kept: list[int] = []
+            new: set[Prefix] = set()
+            for i, claim in enumerate(claims):
+                if not self.store.is_wanted(claim.prefix) and claim.prefix not in new:
+                    try:
+                        self._check_capacity(now, len(new))
+                    except LimitError as err:
+                        outcomes[i] = err
+                        continue
+                    new.add(claim.prefix)
+                kept.append(i)
+            try:
+                fresh = self.store.upsert_claims([claims[i] for i in kept])
+            except StoreError as err:
+                for i in kept:
+                    outcomes[i] = err
+                return outcomes
+            for i, is_fresh in zip(kept, fresh):
+                outcomes[i] = is_fresh
+            self.recent.extend([now] * len(new))
+            self.book.mark_pending(new)
+            if any(c.expires is not None and c.expires < self.expiry_wait_until for c in claims):
+                self.wake.set()
+            await self._apply(_ordered({claims[i].prefix for i in kept}))
+        return outcomes
 
     async def unban(self, text: str, jail: str) -> UnbanResult:
         """Remove JAIL's claim on the prefix, and its claims on wider prefixes made for this address."""
         _check_owner(jail)
         prefix = self._parse(text)
-        routes = sorted({prefix, *(c.prefix for c in self._widened(prefix) if c.jail == jail)})
+        routes = _ordered({prefix, *(c.prefix for c in self._widened(prefix) if c.jail == jail)})
         async with self._locked(routes):
             removed = self.store.remove_claim(prefix, jail)
             route = prefix
@@ -155,7 +223,7 @@ class Service:
     async def withdraw(self, text: str) -> WithdrawResult:
         """Remove every claim on the prefix, and every claim on a wider prefix made for this address."""
         prefix = self._parse(text)
-        routes = sorted({prefix, *(c.prefix for c in self._widened(prefix))})
+        routes = _ordered({prefix, *(c.prefix for c in self._widened(prefix))})
         async with self._locked(routes):
             gone = self.store.remove_prefix(prefix)
             widened = [c for c in self._widened(prefix) if c.prefix in routes]
@@ -175,7 +243,7 @@ class Service:
             # read again under the locks: only what is still there, and only prefixes we hold
             removed = [c for c in self.store.claims(jail=jail) if c.prefix in seen]
             self.store.remove_claims(removed, "flush")
-            gone = sorted({c.prefix for c in removed if not self.store.is_wanted(c.prefix)})
+            gone = _ordered({c.prefix for c in removed if not self.store.is_wanted(c.prefix)})
             await self._apply(gone)
         log.info(kv("flush", jail=jail or "*", claims=len(removed), prefixes=len(gone)))
         return FlushResult(len(removed), len(gone))
@@ -245,14 +313,17 @@ class Service:
                 backoff = 1.0
             if backoff:
                 # a store that failed is not tried faster than this, unless a write succeeded since (wake)
+                self.expiry_wait_until = math.inf
                 try:
                     await asyncio.wait_for(self.wake.wait(), backoff)
                 except TimeoutError:
                     pass
                 continue
             nxt = self.store.next_expiry()
+            wait = 60.0 if nxt is None else min(max(nxt - self.clock(), 0.0), 60.0)
+            self.expiry_wait_until = self.clock() + wait
             try:
-                await asyncio.wait_for(self.wake.wait(), 60.0 if nxt is None else min(max(nxt - self.clock(), 0.0), 60.0))
+                await asyncio.wait_for(self.wake.wait(), wait)
             except TimeoutError:
                 pass
 
@@ -266,7 +337,7 @@ class Service:
             for claim in expired:
                 log.info(kv("expire", prefix=claim.prefix, jail=claim.jail))
             self.stats.count("expire", "", len(expired))
-            await self._apply(sorted({c.prefix for c in expired if not self.store.is_wanted(c.prefix)}))
+            await self._apply(_ordered({c.prefix for c in expired if not self.store.is_wanted(c.prefix)}))
 
     async def run_maintenance(self) -> None:
         """Retry pending routes often; check every backend for drift now and then; try a store that
@@ -365,20 +436,10 @@ class Service:
                            guard=decision.refused.guard, reason=decision.refused.reason))
             self._note("escalate-refused", str(cover), f"{decision.refused}; members stay: {members}")
             return None
-        try:
-            async with self._locked([cover]):
-                is_new = not self.store.is_wanted(cover)
-                if is_new:
-                    self._check_capacity(now)
-                self.store.upsert_claim(Claim(cover, ESCALATION_OWNER, reason(decision, policy), now,
-                                              now + policy.bantime, "", ESCALATED))
-                if is_new:
-                    self.recent.append(now)
-                    self.book.mark_pending([cover])
-                self.wake.set()
-                await self._apply([cover])
-        except (LimitError, StoreError) as err:
-            self._note("escalate-refused", str(cover), f"{err.message}; members stay: {members}")
+        claim = Claim(cover, ESCALATION_OWNER, reason(decision, policy), now, now + policy.bantime, "", ESCALATED)
+        outcome = (await self._commit([claim], now))[0]
+        if isinstance(outcome, F2bBgpError):
+            self._note("escalate-refused", str(cover), f"{outcome.message}; members stay: {members}")
             return None
         self._note("escalate", str(cover), f"{len(decision.members)} bans: {members}")
         log.info(kv("escalate", prefix=cover, members=len(decision.members), result=self.book.state(cover).value))
@@ -399,9 +460,10 @@ class Service:
             raise RefusedError(str(verdict))
         return Prefix.parse(canonical_text(text))  # refused by a policy guard: still a valid prefix
 
-    def _check_capacity(self, now: float) -> None:
+    def _check_capacity(self, now: float, batched: int = 0) -> None:
+        """For one more new prefix, after `batched` new ones of the same batch not yet recorded."""
         self._trim_rate(now)
-        refused = check_capacity(self.store.count_wanted(), len(self.recent), self.config.guards)
+        refused = check_capacity(self.store.count_wanted() + batched, len(self.recent) + batched, self.config.guards)
         if refused is not None:
             log.error(kv("limit", guard=refused.guard, reason=refused.reason))
             self.stats.count("refuse", refused.guard)
@@ -430,7 +492,7 @@ class Service:
         )
 
     def _locked(self, prefixes: Iterable[Prefix]) -> _PrefixLocks:
-        return _PrefixLocks(self.locks, sorted(set(prefixes)))
+        return _PrefixLocks(self.locks, _ordered(set(prefixes)))
 
     async def _apply(self, prefixes: Sequence[Prefix], backends: Sequence[Backend] | None = None) -> None:
         """Bring the backends to the store for these prefixes; the caller holds their locks."""
@@ -614,6 +676,14 @@ def _check_owner(name: str) -> None:
     problem = name_problem(name)
     if problem:
         raise RequestError(f"owner name {shown(name)} {problem}")
+
+
+def _ordered(prefixes: Iterable[Prefix]) -> list[Prefix]:
+    """Sorted as Prefix orders them, by a key (a sort of thousands calls no Python __lt__)."""
+    return sorted(prefixes, key=_ORDER)
+
+
+_ORDER = operator.attrgetter("version", "value", "length")
 
 
 def _fingerprint(policy: GuardPolicy, host: HostFacts) -> str:

@@ -202,6 +202,9 @@ class Store:
     def is_wanted(self, prefix: Prefix) -> bool:
         return prefix in self.owners
 
+    def owner_count(self, prefix: Prefix) -> int:
+        return self.owners.get(prefix, 0)
+
     def count_wanted(self) -> int:
         return len(self.owners)
 
@@ -214,25 +217,33 @@ class Store:
 
     def upsert_claim(self, claim: Claim) -> bool:
         """Record a claim; a repeat claim keeps its creation time and the later expiry. True if new."""
+        return self.upsert_claims([claim])[0]
+
+    def upsert_claims(self, claims: list[Claim]) -> list[bool]:
+        """upsert_claim for each, in order, in one transaction (a batch of bans commits once)."""
+        with self._tx():
+            fresh = [self._upsert(claim) for claim in claims]
+        for claim, new in zip(claims, fresh):
+            if new:
+                self._count(claim.prefix, +1)
+        return fresh
+
+    def _upsert(self, claim: Claim) -> bool:
         key = (str(claim.prefix), claim.jail, claim.address)
         detail = f" {claim.origin}_from={claim.address}" if claim.address else ""
-        with self._tx():
-            old = self.db.execute("SELECT expires FROM claims WHERE prefix = ? AND jail = ? AND address = ?",
-                                  key).fetchall()
-            old = old[0] if old else None
-            if old is None:
-                self.db.execute(f"INSERT INTO claims ({_CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                (*key[:2], claim.reason, claim.created, claim.expires, claim.address, claim.origin))
-                self._event("ban", *key[:2], f"expires={_ts(claim.expires)}{detail}")
-            else:
-                expires = None if old[0] is None or claim.expires is None else max(old[0], claim.expires)
-                self.db.execute(
-                    "UPDATE claims SET expires = ?, reason = CASE WHEN ? = '' THEN reason ELSE ? END "
-                    "WHERE prefix = ? AND jail = ? AND address = ?", (expires, claim.reason, claim.reason, *key))
-                self._event("extend", *key[:2], f"expires={_ts(expires)}{detail}")
-        if old is None:
-            self._count(claim.prefix, +1)
-        return old is None
+        old = self.db.execute("SELECT expires FROM claims WHERE prefix = ? AND jail = ? AND address = ?",
+                              key).fetchall()
+        if not old:
+            self.db.execute(f"INSERT INTO claims ({_CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (*key[:2], claim.reason, claim.created, claim.expires, claim.address, claim.origin))
+            self._event("ban", *key[:2], f"expires={_ts(claim.expires)}{detail}")
+            return True
+        expires = None if old[0][0] is None or claim.expires is None else max(old[0][0], claim.expires)
+        self.db.execute(
+            "UPDATE claims SET expires = ?, reason = CASE WHEN ? = '' THEN reason ELSE ? END "
+            "WHERE prefix = ? AND jail = ? AND address = ?", (expires, claim.reason, claim.reason, *key))
+        self._event("extend", *key[:2], f"expires={_ts(expires)}{detail}")
+        return False
 
     def has_claim(self, prefix: Prefix, jail: str) -> bool:
         return bool(self.db.execute("SELECT 1 FROM claims WHERE prefix = ? AND jail = ?",
