@@ -238,7 +238,7 @@ class Service:
     async def flush(self, jail: str | None) -> FlushResult:
         if jail is not None:
             _check_owner(jail)
-        seen = {c.prefix for c in self.store.claims(jail=jail)}
+        seen = set(self.store.wanted()) if jail is None else self.store.prefixes_of(jail)
         async with self._locked(seen):
             # read again under the locks: only what is still there, and only prefixes we hold
             removed = [c for c in self.store.claims(jail=jail) if c.prefix in seen]

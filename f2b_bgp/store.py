@@ -159,6 +159,10 @@ class Store:
         sql = f"SELECT {_CLAIM_COLUMNS} FROM claims" + (" WHERE " + " AND ".join(where) if where else "")
         return [_claim(row) for row in self.db.execute(sql + " ORDER BY created, prefix, jail, address", args)]
 
+    def prefixes_of(self, jail: str) -> set[Prefix]:
+        return {Prefix.parse(row[0]) for row in self.db.execute("SELECT DISTINCT prefix FROM claims WHERE jail = ?",
+                                                                 (jail,))}
+
     def page(self, after: str, limit: int, jail: str | None = None) -> list[Claim]:
         """Every claim on the next `limit` prefixes whose text sorts after `after` (of those
         that jail claims, if given): one bounded read, so a listing of a million never blocks."""
@@ -284,11 +288,13 @@ class Store:
 
     def remove_claims(self, claims: list[Claim], event: str) -> None:
         """Remove these claims in one transaction (flush, expiry, withdraw of an address)."""
+        now = time.time()
         with self._tx():
-            for claim in claims:
-                self.db.execute("DELETE FROM claims WHERE prefix = ? AND jail = ? AND address = ?",
-                                (str(claim.prefix), claim.jail, claim.address))
-                self._event(event, str(claim.prefix), claim.jail, f"address={claim.address}" if claim.address else "")
+            self.db.executemany("DELETE FROM claims WHERE prefix = ? AND jail = ? AND address = ?",
+                                [(str(c.prefix), c.jail, c.address) for c in claims])
+            self.db.executemany("INSERT INTO events (ts, event, prefix, jail, detail) VALUES (?, ?, ?, ?, ?)",
+                                [(now, event, str(c.prefix), c.jail, f"address={c.address}" if c.address else "")
+                                 for c in claims])
         for claim in claims:
             self._count(claim.prefix, -1)
 
