@@ -1,17 +1,18 @@
-"""Turn hostile text into one canonical IPNetwork, or refuse it with a one-line reason.
+"""Turn hostile text into one canonical prefix, or refuse it with a one-line reason.
 
-netaddr 1.3 parses the address part strictly (inet_pton: no '10.1', '010.0.0.1'
-or '0x7f.1'), but IPNetwork() is lenient after the '/': it takes '/024', '/+24',
-'/ 64', non-ASCII digits, netmasks ('/255.255.255.0'), hostmasks
-('/0.0.0.255'), and silently keeps host bits ('1.2.3.4/24' == '1.2.3.0/24').
-So the syntax is checked here, and netaddr only parses IPv6 groups.
+Every part is checked here: IPv4 dotted quads (no '10.1', '010.0.0.1' or
+'0x7f.1'), the length after the '/' (no '/024', '/+24', '/ 64', non-ASCII
+digits, netmasks or hostmasks), no host bits ('1.2.3.4/24' is refused, not
+read as '1.2.3.0/24'); IPv6 groups go through inet_pton, as strict as netaddr
+1.3, which the other modules use and which was lenient after the '/'.
 """
 
 from __future__ import annotations
 
+import socket
 import string
 
-from netaddr import AddrFormatError, IPAddress, IPNetwork
+from netaddr import IPNetwork
 
 from .model import Prefix
 
@@ -20,9 +21,8 @@ SHELL_METACHARACTERS = frozenset("$`;|&<>()'\"\\")
 _HOSTNAME_CHARS = frozenset(string.ascii_letters + string.digits + ".-_")
 _IPV6_CHARS = frozenset(string.hexdigits + ":.")
 _DOTTED_CHARS = frozenset(string.digits + ".")
-_MAPPED = IPNetwork("::ffff:0:0/96")
-_COMPATIBLE = IPNetwork("::/96")
-_UNSPECIFIED_AND_LOOPBACK = (IPNetwork("::/128"), IPNetwork("::1/128"))
+_MAPPED = 0xFFFF  # ::ffff:0:0/96, the upper 96 bits
+_UNSPECIFIED_AND_LOOPBACK = ((0, 128), (1, 128))  # ::/128 and ::1/128 (value, length), inside ::/96
 
 
 class InvalidAddress(ValueError):
@@ -37,6 +37,11 @@ def shown(text: str, limit: int = 48) -> str:
 
 def normalise(text: str) -> IPNetwork:
     """Canonical network for an address or prefix; IPv4-mapped IPv6 becomes IPv4."""
+    return to_network(parse(text))
+
+
+def parse(text: str) -> Prefix:
+    """normalise() as the model's Prefix, with the standard library only (the per-ban path)."""
     if not isinstance(text, str):
         raise InvalidAddress(f"not a string: {type(text).__name__}")
     _check_characters(text)
@@ -49,17 +54,17 @@ def normalise(text: str) -> IPNetwork:
         version, value = 4, _parse_ipv4(address, text)
     width = 32 if version == 4 else 128
     prefixlen = _parse_length(length, width, text) if slash else width
-    network = IPNetwork((value, prefixlen), version)
-    if value != network.first:
-        raise InvalidAddress(f"host bits set, the network would be {network.cidr}: {shown(text)}")
+    if value & ((1 << (width - prefixlen)) - 1):
+        network = Prefix(version, value >> (width - prefixlen) << (width - prefixlen), prefixlen)
+        raise InvalidAddress(f"host bits set, the network would be {network}: {shown(text)}")
     if version == 6 and prefixlen >= 96:
-        if network in _MAPPED:
-            return IPNetwork((value & 0xFFFFFFFF, prefixlen - 96), 4)
+        if value >> 32 == _MAPPED:
+            return Prefix(4, value & 0xFFFFFFFF, prefixlen - 96)
         # Refused by value too: netaddr prints ::/96 values dotted ('::0.1.0.0'),
         # so this keeps normalise(str(n)) == n.
-        if network in _COMPATIBLE and ("." in address or network not in _UNSPECIFIED_AND_LOOPBACK):
+        if value >> 32 == 0 and ("." in address or (value, prefixlen) not in _UNSPECIFIED_AND_LOOPBACK):
             raise InvalidAddress(f"deprecated IPv4-compatible IPv6 address: {shown(text)}")
-    return network
+    return Prefix(version, value, prefixlen)
 
 
 def _check_characters(text: str) -> None:
@@ -125,8 +130,8 @@ def _parse_ipv6(address: str, text: str) -> int:
         # inet_pton checks the embedded dotted quad too; this gives the clearer reason.
         _dotted_quad(tail.split("."), text)
     try:
-        return IPAddress(address, 6).value
-    except (AddrFormatError, ValueError):
+        return int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big")
+    except OSError:
         raise InvalidAddress(f"not a valid IPv6 address: {shown(text)}") from None
 
 
@@ -169,6 +174,6 @@ def to_network(prefix: Prefix) -> IPNetwork:
 def canonical_text(text: str) -> str:
     """The canonical form of text already refused for another reason than its syntax, for display."""
     try:
-        return str(to_prefix(normalise(text)))
+        return str(parse(text))
     except InvalidAddress:
         return shown(text)

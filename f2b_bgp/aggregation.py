@@ -12,7 +12,6 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .address import to_network
 from .guards import GuardPolicy, HostFacts, Refused, check_prefix
 from .model import Prefix
 
@@ -95,7 +94,7 @@ def widen(banned: Prefix, jail: str, policy: AggregationPolicy, guards: GuardPol
     wider = covering(banned, policy.ban_length(jail))
     if wider is None:
         return Widening(banned)
-    verdict = check_prefix(to_network(wider), guards, host)
+    verdict = check_prefix(wider, guards, host)
     if isinstance(verdict, Refused):
         return Widening(banned, tried=wider, refused=verdict)
     return Widening(wider, banned.address)
@@ -123,7 +122,7 @@ def decide(new: Member, recent: Iterable[Member], policy: Escalation, guards: Gu
     if len(members) < policy.threshold:
         return None
     chosen = tuple(sorted(members.values(), key=lambda m: (m.at, m.prefix)))
-    verdict = check_prefix(to_network(cover), guards, host)
+    verdict = check_prefix(cover, guards, host)
     return Decision(cover, chosen, verdict if isinstance(verdict, Refused) else None)
 
 

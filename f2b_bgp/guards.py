@@ -11,7 +11,8 @@ from typing import Generic, TypeVar
 
 from netaddr import IPNetwork
 
-from f2b_bgp.address import InvalidAddress, normalise
+from f2b_bgp.address import InvalidAddress, parse, to_prefix
+from f2b_bgp.model import Prefix
 
 KINDS = ("protected", "peer", "next-hop", "host-address")
 GUARDS = ("input", "length", *KINDS, "connected", "special", "max-routes", "max-rate")
@@ -33,24 +34,25 @@ class _PrefixIndex(Generic[Label]):
             version: sorted({length for v, _, length in self._keys if v == version}, reverse=True) for version in (4, 6)
         }
 
-    def container(self, prefix: IPNetwork) -> Label | None:
+    def container(self, prefix: Prefix) -> Label | None:
         """The most specific entry equal to or containing prefix."""
-        width = 32 if prefix.version == 4 else 128
+        width = prefix.width
         for length in self._lengths[prefix.version]:
-            if length <= prefix.prefixlen:
-                start = prefix.first >> (width - length) << (width - length)
+            if length <= prefix.length:
+                start = prefix.value >> (width - length) << (width - length)
                 label = self._labels.get((prefix.version, start, length))
                 if label is not None:
                     return label
         return None
 
-    def overlap(self, prefix: IPNetwork) -> Label | None:
+    def overlap(self, prefix: Prefix) -> Label | None:
         """An entry containing prefix, else the largest, lowest entry inside it."""
         found = self.container(prefix)
         if found is not None:
             return found
-        i = bisect.bisect_left(self._keys, (prefix.version, prefix.first, prefix.prefixlen + 1))
-        if i < len(self._keys) and self._keys[i][0] == prefix.version and self._keys[i][1] <= prefix.last:
+        i = bisect.bisect_left(self._keys, (prefix.version, prefix.value, prefix.length + 1))
+        last = prefix.value | ((1 << (prefix.width - prefix.length)) - 1)
+        if i < len(self._keys) and self._keys[i][0] == prefix.version and self._keys[i][1] <= last:
             return self._labels[self._keys[i]]
         return None
 
@@ -112,7 +114,7 @@ class HostFacts:
 
 @dataclass(frozen=True)
 class Accepted:
-    prefix: IPNetwork
+    prefix: Prefix
 
 
 @dataclass(frozen=True)
@@ -129,17 +131,22 @@ Verdict = Accepted | Refused
 
 def check_text(text: str, policy: GuardPolicy, host: HostFacts) -> Verdict:
     try:
-        prefix = normalise(text)
+        prefix = parse(text)
     except InvalidAddress as error:
         return Refused("input", str(error))
-    return check_prefix(prefix, policy, host)
+    return _check(prefix, policy, host)
 
 
-def check_prefix(prefix: IPNetwork, policy: GuardPolicy, host: HostFacts) -> Verdict:
-    # netaddr's == ignores host bits, so compare the address with its network.
-    if prefix.ip != prefix.network:
-        return Refused("input", f"host bits set in {prefix}, the network would be {prefix.cidr}")
-    prefix = prefix.cidr
+def check_prefix(prefix: Prefix | IPNetwork, policy: GuardPolicy, host: HostFacts) -> Verdict:
+    if isinstance(prefix, IPNetwork):
+        # netaddr's == ignores host bits, so compare the address with its network.
+        if prefix.ip != prefix.network:
+            return Refused("input", f"host bits set in {prefix}, the network would be {prefix.cidr}")
+        prefix = to_prefix(prefix)
+    return _check(prefix, policy, host)
+
+
+def _check(prefix: Prefix, policy: GuardPolicy, host: HostFacts) -> Verdict:
     for guard in _STATIC_GUARDS:
         refused = guard(prefix, policy, host)
         if refused is not None:
@@ -158,9 +165,9 @@ def check_capacity(active: int, recent: int, policy: GuardPolicy) -> Refused | N
     return None
 
 
-def special_purpose(prefix: IPNetwork) -> str | None:
+def special_purpose(prefix: Prefix | IPNetwork) -> str | None:
     """The special-purpose or non-global block overlapping prefix, ignoring allow_special."""
-    block = _special_index().overlap(prefix)
+    block = _special_index().overlap(prefix if isinstance(prefix, Prefix) else to_prefix(prefix))
     return None if block is None else str(block)
 
 
@@ -171,22 +178,22 @@ def empty_protection(policy: GuardPolicy, host: HostFacts) -> bool:
     return not protected and not own
 
 
-def _length(prefix: IPNetwork, policy: GuardPolicy, host: HostFacts) -> Refused | None:
+def _length(prefix: Prefix, policy: GuardPolicy, host: HostFacts) -> Refused | None:
     if prefix.version == 4:
         minimum, key = policy.min_length_ipv4, "min_length_ipv4"
     else:
         minimum, key = policy.min_length_ipv6, "min_length_ipv6"
-    if prefix.prefixlen < minimum:
+    if prefix.length < minimum:
         return Refused("length", f"{prefix} is shorter than /{minimum} ({key})")
     return None
 
 
-def _protected(prefix: IPNetwork, policy: GuardPolicy, host: HostFacts) -> Refused | None:
+def _protected(prefix: Prefix, policy: GuardPolicy, host: HostFacts) -> Refused | None:
     entry = policy._protected_index.overlap(prefix)
     return None if entry is None else Refused(entry.kind, str(entry))
 
 
-def _host(prefix: IPNetwork, policy: GuardPolicy, host: HostFacts) -> Refused | None:
+def _host(prefix: Prefix, policy: GuardPolicy, host: HostFacts) -> Refused | None:
     if not policy.protect_host_addresses:
         return None
     own = host._own_index.overlap(prefix)
@@ -198,14 +205,14 @@ def _host(prefix: IPNetwork, policy: GuardPolicy, host: HostFacts) -> Refused | 
     return None
 
 
-def _special(prefix: IPNetwork, policy: GuardPolicy, host: HostFacts) -> Refused | None:
+def _special(prefix: Prefix, policy: GuardPolicy, host: HostFacts) -> Refused | None:
     if policy._allowed_index.container(prefix) is not None:
         return None
     block = special_purpose(prefix)
     return None if block is None else Refused("special", block)
 
 
-_STATIC_GUARDS: tuple[Callable[[IPNetwork, GuardPolicy, HostFacts], Refused | None], ...] = (
+_STATIC_GUARDS: tuple[Callable[[Prefix, GuardPolicy, HostFacts], Refused | None], ...] = (
     _length,
     _protected,
     _host,

@@ -17,7 +17,7 @@ from typing import Any
 
 from netaddr import IPNetwork
 
-from .address import canonical_text, to_network, to_prefix
+from .address import canonical_text, to_network
 from .api import execute
 from .errors import LimitError, RefusedError
 from .guards import Accepted, check_text
@@ -107,7 +107,7 @@ def _prefix(req: dict[str, Any], service: Service) -> Prefix | None:
         return None
     verdict = check_text(text, service.config.guards, service.host)
     if isinstance(verdict, Accepted):
-        return to_prefix(verdict.prefix)
+        return verdict.prefix
     return None if verdict.guard == "input" else Prefix.parse(canonical_text(text))
 
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from . import __version__
-from .address import canonical_text, shown, to_network, to_prefix
+from .address import canonical_text, shown
 from .aggregation import (ESCALATED, ESCALATION_OWNER, Member, RecentBans, Widening, decide, escalation_cover, reason,
                           widen)
 from .backends.base import Backend, BackendUnavailable
@@ -260,7 +260,7 @@ class Service:
         verdict = check_text(text, self.config.guards, self.host)
         if isinstance(verdict, Refused) and verdict.guard == "input":
             raise RefusedError(str(verdict))
-        prefix = to_prefix(verdict.prefix) if isinstance(verdict, Accepted) else self._parse(text)
+        prefix = verdict.prefix if isinstance(verdict, Accepted) else self._parse(text)
         views = tuple(self._view(route, self.store.claims(prefix=route)) for route in self.store.covering(prefix))
         return ShowResult(
             prefix=prefix,
@@ -385,7 +385,7 @@ class Service:
             self.stats.count("refuse", verdict.guard)
             self._note("refuse", canonical_text(text), str(verdict))
             raise RefusedError(str(verdict), hint=_hint(verdict))
-        return to_prefix(verdict.prefix)
+        return verdict.prefix
 
     def _widen(self, banned: Prefix, jail: str) -> Widening:
         widening = widen(banned, jail, self.config.aggregation, self.config.guards, self.host)
@@ -455,7 +455,7 @@ class Service:
     def _parse(self, text: str) -> Prefix:
         verdict = check_text(text, self.config.guards, self.host)
         if isinstance(verdict, Accepted):
-            return to_prefix(verdict.prefix)
+            return verdict.prefix
         if verdict.guard == "input":
             raise RefusedError(str(verdict))
         return Prefix.parse(canonical_text(text))  # refused by a policy guard: still a valid prefix
@@ -611,7 +611,7 @@ class Service:
         checked = self.store.meta(GUARDS_CHECKED) == fingerprint
         if not checked:
             for prefix in list(self.store.wanted()):
-                verdict = check_prefix(to_network(prefix), self.config.guards, self.host)
+                verdict = check_prefix(prefix, self.config.guards, self.host)
                 if isinstance(verdict, Refused):
                     refused.append((prefix, str(verdict)))
         over = self.store.count_wanted() - len(refused) - self.config.guards.max_routes

@@ -77,7 +77,7 @@ ALL_CASES = load_cases(CASES)
 def accepted(case: Case, text: str) -> Prefix | None:
     """The prefix the guards accept for text, as the service's ban() does first; None if refused."""
     verdict = check_text(text, case.guards, case.host)
-    return to_prefix(verdict.prefix) if isinstance(verdict, Accepted) else None
+    return verdict.prefix if isinstance(verdict, Accepted) else None
 
 
 def check_widen(case: Case) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from netaddr import IPNetwork
 
+from f2b_bgp.address import to_prefix
 from f2b_bgp.guards import (
     GUARDS,
     Accepted,
@@ -25,6 +26,7 @@ from f2b_bgp.guards import (
     empty_protection,
     special_purpose,
 )
+from f2b_bgp.model import Prefix
 from tests.unit.annotated import GuardSetting, case_lines
 
 CASES = Path(__file__).parent.parent / "data" / "guard_cases.txt"
@@ -186,10 +188,9 @@ def test_check_prefix_does_not_map_ipv6_itself() -> None:
     assert verdict == Refused("special", "::ffff:0.0.0.0/96 IPv4-mapped Address (RFC4291, not globally reachable)")
 
 
-def test_accepted_prefix_is_a_fresh_canonical_copy() -> None:
-    prefix = IPNetwork("2a00:1::/32")
-    verdict = check_prefix(prefix, GuardPolicy(min_length_ipv6=32), HostFacts())
-    assert verdict == Accepted(prefix) and verdict.prefix is not prefix
+def test_accepted_prefix_is_the_models_immutable_prefix() -> None:
+    verdict = check_prefix(IPNetwork("2a00:1::/32"), GuardPolicy(min_length_ipv6=32), HostFacts())
+    assert verdict == Accepted(Prefix(6, 0x2A000001 << 96, 32))
 
 
 @pytest.mark.parametrize(
@@ -245,5 +246,5 @@ def test_large_policy_agrees_with_brute_force() -> None:
         if overlapping:
             assert isinstance(verdict, Refused) and verdict.reason in overlapping, query
         else:
-            assert verdict == Accepted(query), query
+            assert verdict == Accepted(to_prefix(query)), query
     assert outcomes == {Accepted, Refused}
