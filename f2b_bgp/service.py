@@ -14,7 +14,7 @@ import logging
 import math
 import operator
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -43,6 +43,7 @@ RATE_WINDOW = 60.0
 STORE_RETRY_MAX = 60.0  # expiries on a store that fails
 STORE_PROBE_MAX = 10.0  # one tiny write, to notice the store healed with no request to wait for
 PRUNE_BATCH = 5000  # events deleted per transaction
+LOG_EACH = 16  # bans of one batch logged a line each; a larger batch gets one summary line
 LIST_PAGE = 500  # prefixes per `list` answer: a page is read and rendered in well under 50 ms
 GUARDS_CHECKED = "guards.checked"  # meta key: the fingerprint of the guards every stored ban last passed
 
@@ -135,8 +136,14 @@ class Service:
             else:
                 plans[i] = plan
         recorded = await self._commit([plan.claim for plan in plans.values()], now)
+        done: list[tuple[Claim, BanResult]] = []
         for (i, plan), fresh in zip(plans.items(), recorded):
-            outcomes[i] = fresh if isinstance(fresh, F2bBgpError) else await self._banned(plan, fresh, now)
+            if isinstance(fresh, F2bBgpError):
+                outcomes[i] = fresh
+                continue
+            outcomes[i] = result = await self._banned(plan, fresh, now)
+            done.append((plan.claim, result))
+        _log_bans(done)
         return outcomes  # type: ignore[return-value]  # every slot is filled above
 
     def _plan(self, req: BanRequest, now: float) -> _Plan | BanResult:
@@ -160,8 +167,6 @@ class Service:
     async def _banned(self, plan: _Plan, fresh: bool, now: float) -> BanResult:
         claim = plan.claim
         state = self.book.state(claim.prefix)
-        log.info(kv("ban", prefix=claim.prefix, jail=claim.jail, expires=claim.expires or 0, new=fresh,
-                    result=state.value, **({"widened_from": claim.address} if claim.address else {})))
         self.stats.count("ban", "new" if fresh else "extend")
         escalated = await self._escalate(Member(claim.prefix, _text(plan.banned), claim.jail, claim.created), now)
         route_expiry = claim.expires if fresh and self.store.owner_count(claim.prefix) == 1 \
@@ -676,6 +681,19 @@ def _check_owner(name: str) -> None:
     problem = name_problem(name)
     if problem:
         raise RequestError(f"owner name {shown(name)} {problem}")
+
+
+def _log_bans(done: list[tuple[Claim, BanResult]]) -> None:
+    """A line per ban; a batch larger than LOG_EACH gets one summary line (`f2b-bgp events` has each ban)."""
+    if len(done) <= LOG_EACH:
+        for claim, result in done:
+            log.info(kv("ban", prefix=claim.prefix, jail=claim.jail, expires=claim.expires or 0, new=result.new,
+                        result=result.state.value, **({"widened_from": claim.address} if claim.address else {})))
+        return
+    states = Counter(result.state.value for _, result in done)
+    log.info(kv("ban-batch", bans=len(done), new=sum(result.new for _, result in done),
+                jails=",".join(sorted({claim.jail for claim, _ in done})), first=done[0][0].prefix,
+                last=done[-1][0].prefix, **{f"result_{state}": n for state, n in sorted(states.items())}))
 
 
 def _ordered(prefixes: Iterable[Prefix]) -> list[Prefix]:

@@ -2,6 +2,8 @@
 
 import asyncio
 import dataclasses
+import logging
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -171,6 +173,44 @@ def test_a_store_that_cannot_write_refuses_the_ban_and_changes_nothing(tmp_path:
     assert service.status().store.writable is False
     run(service._retry_pending())
     assert backend.routes == {A}  # no ghost route for the ban that was refused
+
+
+def test_a_batch_answers_each_ban_as_alone_and_pushes_once(tmp_path: Path) -> None:
+    service, backend, clock = make(tmp_path, max_routes=3)
+    batch = [BanRequest(A, jail="sshd"), BanRequest("198.51.100.7"), BanRequest(A, jail="nginx"),
+             BanRequest(B, bantime=60), BanRequest("203.0.113.9"), BanRequest("203.0.113.10"),
+             BanRequest("203.0.113.11", started=clock.now - 700)]
+    outcomes = run(service.ban_many(batch))
+    assert [type(o).__name__ for o in outcomes] == ["BanResult", "RefusedError", "BanResult", "BanResult",
+                                                      "BanResult", "LimitError", "BanResult"]
+    assert outcomes[0].new and outcomes[2].new and outcomes[2].route_expires == clock.now + 600
+    assert outcomes[3] == BanResult(PB, RouteState.ACTIVE, clock.now + 60, clock.now + 60, True)
+    assert outcomes[6].state is RouteState.EXPIRED
+    assert backend.announced == [A, B, "203.0.113.9/32"]  # one push, each route once, in order
+    assert backend.routes == {A, B, "203.0.113.9/32"}
+    assert service.store.count_wanted() == 3
+
+
+def test_a_batch_the_store_refuses_changes_nothing(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path)
+    service.store.db.execute("CREATE TRIGGER full BEFORE INSERT ON claims BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END")
+    outcomes = run(service.ban_many([BanRequest(A), BanRequest("$(reboot)"), BanRequest(B)]))
+    assert [type(o) for o in outcomes] == [StoreError, RefusedError, StoreError]
+    assert backend.announced == [] and service.store.count_wanted() == 0 and service.recent == deque()
+
+
+def test_a_large_batch_logs_one_line_and_the_events_keep_each_ban(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    service, _, _ = make(tmp_path)
+    addresses = [f"203.0.113.{i}" for i in range(1, 18)]
+    with caplog.at_level(logging.INFO, logger="f2b_bgp.service"):
+        run(service.ban_many([BanRequest(a, jail="sshd") for a in addresses]))
+        run(service.ban_many([BanRequest("203.0.113.99", jail="sshd")]))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["ban-batch bans=17 new=17 jails=sshd first=203.0.113.1/32 last=203.0.113.17/32 "
+                     "result_active=17", f"ban prefix=203.0.113.99/32 jail=sshd expires={1_000_600} new=True "
+                     "result=active"]
+    assert len(service.events(None, None, "sshd", 100).events) == 18
 
 
 def test_backend_reset_replays_the_active_set(tmp_path: Path) -> None:
