@@ -12,7 +12,6 @@ import enum
 import hashlib
 import logging
 import math
-import operator
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -203,14 +202,14 @@ class Service:
             self.book.mark_pending(new)
             if any(c.expires is not None and c.expires < self.expiry_wait_until for c in claims):
                 self.wake.set()
-            await self._apply(_ordered({claims[i].prefix for i in kept}))
+            await self._apply(sorted({claims[i].prefix for i in kept}))
         return outcomes
 
     async def unban(self, text: str, jail: str) -> UnbanResult:
         """Remove JAIL's claim on the prefix, and its claims on wider prefixes made for this address."""
         _check_owner(jail)
         prefix = self._parse(text)
-        routes = _ordered({prefix, *(c.prefix for c in self._widened(prefix) if c.jail == jail)})
+        routes = sorted({prefix, *(c.prefix for c in self._widened(prefix) if c.jail == jail)})
         async with self._locked(routes):
             removed = self.store.remove_claim(prefix, jail)
             route = prefix
@@ -228,7 +227,7 @@ class Service:
     async def withdraw(self, text: str) -> WithdrawResult:
         """Remove every claim on the prefix, and every claim on a wider prefix made for this address."""
         prefix = self._parse(text)
-        routes = _ordered({prefix, *(c.prefix for c in self._widened(prefix))})
+        routes = sorted({prefix, *(c.prefix for c in self._widened(prefix))})
         async with self._locked(routes):
             gone = self.store.remove_prefix(prefix)
             widened = [c for c in self._widened(prefix) if c.prefix in routes]
@@ -248,7 +247,7 @@ class Service:
             # read again under the locks: only what is still there, and only prefixes we hold
             removed = [c for c in self.store.claims(jail=jail) if c.prefix in seen]
             self.store.remove_claims(removed, "flush")
-            gone = _ordered({c.prefix for c in removed if not self.store.is_wanted(c.prefix)})
+            gone = sorted({c.prefix for c in removed if not self.store.is_wanted(c.prefix)})
             await self._apply(gone)
         log.info(kv("flush", jail=jail or "*", claims=len(removed), prefixes=len(gone)))
         return FlushResult(len(removed), len(gone))
@@ -342,7 +341,7 @@ class Service:
             for claim in expired:
                 log.info(kv("expire", prefix=claim.prefix, jail=claim.jail))
             self.stats.count("expire", "", len(expired))
-            await self._apply(_ordered({c.prefix for c in expired if not self.store.is_wanted(c.prefix)}))
+            await self._apply(sorted({c.prefix for c in expired if not self.store.is_wanted(c.prefix)}))
 
     async def run_maintenance(self) -> None:
         """Retry pending routes often; check every backend for drift now and then; try a store that
@@ -497,7 +496,7 @@ class Service:
         )
 
     def _locked(self, prefixes: Iterable[Prefix]) -> _PrefixLocks:
-        return _PrefixLocks(self.locks, _ordered(set(prefixes)))
+        return _PrefixLocks(self.locks, sorted(set(prefixes)))
 
     async def _apply(self, prefixes: Sequence[Prefix], backends: Sequence[Backend] | None = None) -> None:
         """Bring the backends to the store for these prefixes; the caller holds their locks."""
@@ -694,14 +693,6 @@ def _log_bans(done: list[tuple[Claim, BanResult]]) -> None:
     log.info(kv("ban-batch", bans=len(done), new=sum(result.new for _, result in done),
                 jails=",".join(sorted({claim.jail for claim, _ in done})), first=done[0][0].prefix,
                 last=done[-1][0].prefix, **{f"result_{state}": n for state, n in sorted(states.items())}))
-
-
-def _ordered(prefixes: Iterable[Prefix]) -> list[Prefix]:
-    """Sorted as Prefix orders them, by a key (a sort of thousands calls no Python __lt__)."""
-    return sorted(prefixes, key=_ORDER)
-
-
-_ORDER = operator.attrgetter("version", "value", "length")
 
 
 def _fingerprint(policy: GuardPolicy, host: HostFacts) -> str:
