@@ -31,7 +31,7 @@ The targets (p50 at most 0.8x the recipe's through the kernel backend, 0.5x thro
 ExaBGP) are checked on that part.
 
 Run as root:  python3 bench/fail2ban_latency.py [N]     (N: 100..1000, default 100; about
-110 s; needs fail2ban, FRR, ExaBGP and python3-pyinotify, else it says so and skips)
+115 s; needs fail2ban, FRR, ExaBGP and python3-pyinotify, else it says so and skips)
 """
 
 from __future__ import annotations
