@@ -224,23 +224,45 @@ class Store:
         return self.upsert_claims([claim])[0]
 
     def upsert_claims(self, claims: list[Claim]) -> list[bool]:
-        """upsert_claim for each, in order, in one transaction (a batch of bans commits once)."""
+        """upsert_claim for each, in order, in one transaction (a batch of bans commits once).
+
+        A claim on a prefix nobody claims yet is inserted without asking the
+        disk first (the owners in memory are the disk's); those go in runs."""
+        fresh: list[bool] = []
+        inserts: list[Claim] = []
+        keys: set[tuple[Prefix, str, str]] = set()
         with self._tx():
-            fresh = [self._upsert(claim) for claim in claims]
+            for claim in claims:
+                key = (claim.prefix, claim.jail, claim.address)
+                if claim.prefix not in self.owners and key not in keys:
+                    keys.add(key)
+                    inserts.append(claim)
+                    fresh.append(True)
+                    continue
+                self._insert(inserts)  # first, so the claim below finds a row inserted before it
+                inserts = []
+                fresh.append(self._upsert(claim))
+            self._insert(inserts)
         for claim, new in zip(claims, fresh):
             if new:
                 self._count(claim.prefix, +1)
         return fresh
 
+    def _insert(self, claims: list[Claim]) -> None:
+        now = time.time()
+        self.db.executemany(f"INSERT INTO claims ({_CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            [(str(c.prefix), c.jail, c.reason, c.created, c.expires, c.address, c.origin)
+                             for c in claims])
+        self.db.executemany("INSERT INTO events (ts, event, prefix, jail, detail) VALUES (?, 'ban', ?, ?, ?)",
+                            [(now, str(c.prefix), c.jail, f"expires={_ts(c.expires)}{_widened(c)}") for c in claims])
+
     def _upsert(self, claim: Claim) -> bool:
         key = (str(claim.prefix), claim.jail, claim.address)
-        detail = f" {claim.origin}_from={claim.address}" if claim.address else ""
+        detail = _widened(claim)
         old = self.db.execute("SELECT expires FROM claims WHERE prefix = ? AND jail = ? AND address = ?",
                               key).fetchall()
         if not old:
-            self.db.execute(f"INSERT INTO claims ({_CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (*key[:2], claim.reason, claim.created, claim.expires, claim.address, claim.origin))
-            self._event("ban", *key[:2], f"expires={_ts(claim.expires)}{detail}")
+            self._insert([claim])
             return True
         expires = None if old[0][0] is None or claim.expires is None else max(old[0][0], claim.expires)
         self.db.execute(
@@ -391,6 +413,11 @@ def _load_owners(db: sqlite3.Connection) -> dict[Prefix, int]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _widened(claim: Claim) -> str:
+    """The event detail's tail for a claim on a wider prefix than the address banned."""
+    return f" {claim.origin}_from={claim.address}" if claim.address else ""
 
 
 def _claim(row: tuple[str, str, str, float, float | None, str, str]) -> Claim:

@@ -191,6 +191,14 @@ def test_a_batch_answers_each_ban_as_alone_and_pushes_once(tmp_path: Path) -> No
     assert service.store.count_wanted() == 3
 
 
+def test_a_ban_repeated_in_one_batch_extends_the_claim_made_just_before(tmp_path: Path) -> None:
+    service, backend, clock = make(tmp_path)
+    first, again = run(service.ban_many([BanRequest(A, jail="sshd", bantime=60), BanRequest(A, jail="sshd")]))
+    assert (first.new, again.new, again.expires) == (True, False, clock.now + 600)
+    assert [c.expires for c in service.store.claims()] == [clock.now + 600] and backend.announced == [A]
+    assert [e.event for e in service.events(None, None, "sshd", 10).events] == ["ban", "extend"]
+
+
 def test_a_batch_the_store_refuses_changes_nothing(tmp_path: Path) -> None:
     service, backend, _ = make(tmp_path)
     service.store.db.execute("CREATE TRIGGER full BEFORE INSERT ON claims BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END")
