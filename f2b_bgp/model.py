@@ -59,24 +59,28 @@ class Prefix(tuple):  # type: ignore[type-arg]  # of (version, value, length)
             raise ValueError(f"bad prefix length: {text[:64]!r}")
         return cls(version, int.from_bytes(packed, "big"), int(length) if slash else width)
 
+    # the properties below run several times per ban: they index the tuple instead of calling each other
+
     @property
     def width(self) -> int:
-        return 32 if self.version == 4 else 128
+        return 32 if self[0] == 4 else 128
 
     @property
     def packed(self) -> bytes:
-        return self.value.to_bytes(self.width // 8, "big")
+        return self[1].to_bytes(4, "big") if self[0] == 4 else self[1].to_bytes(16, "big")
 
     @property
     def address(self) -> str:
-        return socket.inet_ntop(socket.AF_INET if self.version == 4 else socket.AF_INET6, self.packed)
+        if self[0] == 4:
+            return socket.inet_ntop(socket.AF_INET, self[1].to_bytes(4, "big"))
+        return socket.inet_ntop(socket.AF_INET6, self[1].to_bytes(16, "big"))
 
     @property
     def is_host(self) -> bool:
-        return self.length == self.width
+        return self[2] == (32 if self[0] == 4 else 128)
 
     def __str__(self) -> str:
-        return f"{self.address}/{self.length}"
+        return f"{self.address}/{self[2]}"
 
 
 class RouteState(str, Enum):
