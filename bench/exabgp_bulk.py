@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -160,8 +160,12 @@ class Repetition:
         self.bans = [{"op": "ban", "prefix": p, "jail": "bench"} for p in nets]
         self.seconds: dict[str, float] = {}
 
+    def note(self, name: str, seconds: float) -> None:
+        self.seconds[name] = seconds
+        print(f"  {name}: {seconds:.2f} s", flush=True)  # a 100,000 run takes minutes: show each step
+
     def timed(self, name: str, want: dict[str, int], start: float) -> None:
-        self.seconds[name] = until(self.firewall, want, start, name)
+        self.note(name, until(self.firewall, want, start, name))
 
     def raw(self) -> None:
         with raw_exabgp(self.topo, self.firewall) as exabgp:
@@ -191,13 +195,14 @@ class Repetition:
         with f2b_bgp(self.topo, self.firewall, kernel=True) as (daemon, _):
             self.ban_and_flush(daemon, "f2b-bgp kernel + ExaBGP", {FRR_SIDE: N, EXABGP_SIDE: N})
 
-    def ban_and_flush(self, daemon: F2bBgp, name: str, want: dict[str, int], between=lambda: None) -> None:
+    def ban_and_flush(self, daemon: F2bBgp, name: str, want: dict[str, int],
+                      between: Callable[[], None] = lambda: None) -> None:
         start = time.perf_counter()
-        self.seconds[f"{name}: API answered all bans"] = pipelined(daemon.socket, self.bans)
+        self.note(f"{name}: API answered all bans", pipelined(daemon.socket, self.bans))
         self.timed(f"{name}: add", want, start)
         between()
         start = time.perf_counter()
-        self.seconds[f"{name}: API answered the flush"] = pipelined(daemon.socket, [{"op": "flush"}])
+        self.note(f"{name}: API answered the flush", pipelined(daemon.socket, [{"op": "flush"}]))
         self.timed(f"{name}: delete", {address: 0 for address in want}, start)
 
     def replay(self, daemon: F2bBgp, exabgp: Exabgp) -> None:
@@ -208,7 +213,7 @@ class Repetition:
         start = time.perf_counter()
         exabgp.restart()  # returns once ExaBGP listens
         up(self.firewall, EXABGP_SIDE)
-        self.seconds["replay: ExaBGP listening, session up"] = time.perf_counter() - start
+        self.note("replay: ExaBGP listening, session up", time.perf_counter() - start)
         self.timed("replay after kill -9 of ExaBGP", {EXABGP_SIDE: N}, start)
 
 
@@ -257,6 +262,7 @@ def main() -> None:
                     extra_args={**ZEBRA_ARGS, "bgpd": ["-l", FRR_SIDE]}):
             up(firewall, FRR_SIDE)
             for rep in range(REPS):
+                print(f"repetition {rep + 1}:", flush=True)
                 run = Repetition(topo, firewall, nets)
                 run.raw()
                 run.exabgp_backend()
@@ -264,8 +270,6 @@ def main() -> None:
                 run.both_backends()
                 for name, value in run.seconds.items():
                     seconds.setdefault(name, []).append(value)
-                print(f"repetition {rep + 1}: " + ", ".join(f"{k} {v:.2f} s" for k, v in run.seconds.items()),
-                      flush=True)
     report(seconds)
 
 
