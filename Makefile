@@ -41,8 +41,9 @@ bench: deps
 faults: deps
 	$(PYTHON) bench/faults.py
 
-## bench-full: the same table at full size: bulk 100,000 bans x 3, scale at 100,000 and 1,000,000 stored
-## bans, kernel routes at 100,000 (about 10 minutes on 2 cores; each script is bounded by an hour)
+## bench-full: the same table at full size: bulk 100,000 bans x 3, bulk through ExaBGP 100,000 x 1, scale at
+## 100,000 and 1,000,000 stored bans, kernel routes at 100,000 (about 15 minutes on 2 cores; each script is
+## bounded by an hour)
 .PHONY: bench-full
 bench-full: deps
 	$(PYTHON) bench/run.py --full

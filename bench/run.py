@@ -8,8 +8,9 @@ fails or overruns its time limit is reported and the others still run; the exit
 status is then 1.
 
 Run as root: python3 bench/run.py [--full] [SCRIPT ...]
-  (default sizes: about 5 minutes on 2 cores; --full: bulk 100,000 x 3, scale at
-   100,000 and 1,000,000, kernel routes at 100,000; SCRIPT: run only these, e.g. bulk)
+  (default sizes: about 5 minutes on 2 cores; --full: bulk 100,000 x 3, bulk through
+   ExaBGP 100,000 x 1, scale at 100,000 and 1,000,000, kernel routes at 100,000;
+   SCRIPT: run only these, e.g. bulk)
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ QUICK: list[tuple[str, list[str]]] = [
     ("fail2ban_latency", ["100"]),
     ("kernel_routes", ["20000"]),
     ("bulk", ["10000", "3"]),
+    ("exabgp_bulk", ["10000", "1"]),
     ("exabgp_batch", ["2000"]),
     ("scale", ["100000"]),
     ("https_api", ["1000"]),
     ("central_latency", ["30"]),
 ]
-FULL: dict[str, list[str]] = {"bulk": ["100000", "3"], "scale": ["100000", "1000000"], "kernel_routes": ["100000"]}
+FULL: dict[str, list[str]] = {"bulk": ["100000", "3"], "exabgp_bulk": ["100000", "1"],  # ~5 min a repetition
+                              "scale": ["100000", "1000000"], "kernel_routes": ["100000"]}
 LIMIT = {"quick": 300, "full": 3600}  # seconds per script
 
 

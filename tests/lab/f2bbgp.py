@@ -37,9 +37,10 @@ allow_special = ["203.0.113.0/24", "2001:db8:203::/48"]
 {rest}"""
 
 
-def exabgp_tables(kernel: bool, bgp: str = "", exabgp: str = "") -> str:
+def exabgp_tables(kernel: bool, bgp: str = "", exabgp: str = "", local_address: str = "198.51.100.2") -> str:
     """The [bgp] and backends tables of a lab daemon announcing through ExaBGP to fw1 (and the kernel
-    too if asked); BGP and EXABGP add keys to those tables. For lab_config's REST."""
+    too if asked); BGP and EXABGP add keys to those tables. For lab_config's REST.
+    local_address: ExaBGP's side of the session (another injector address when FRR holds .2)."""
     return f"""[bgp]
 local_as = 65001
 router_id = "198.51.100.2"
@@ -47,7 +48,7 @@ next_hop_ipv4 = "198.51.100.2"
 next_hop_ipv6 = "2001:db8:1::2"
 {bgp}
 {FW1.strip()}
-local_address = "198.51.100.2"
+local_address = "{local_address}"
 [backends.kernel]
 enabled = {str(kernel).lower()}
 [backends.exabgp]

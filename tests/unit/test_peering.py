@@ -189,12 +189,13 @@ def _exabgp_env(text: str) -> configparser.ConfigParser:
 
 
 def test_exabgp_env_keeps_what_the_bridge_relies_on() -> None:
-    """Acks on (the daemon waits for them), the bridge restarted and never fatal, no line per route."""
+    """Acks on (the daemon waits for them), the bridge restarted and never fatal, no line per route,
+    `show adj-rib out` in chunks (a line per turn took longer than ack_timeout from ~30,000 routes)."""
     env = _exabgp_env((EXABGP_SHIPPED / "exabgp.env").read_text(encoding="utf-8"))
     settings = {f"{section}.{key}": value for section in env.sections() for key, value in env[section].items()}
     assert settings == {
         "exabgp.api.ack": "true", "exabgp.api.encoder": "json", "exabgp.api.respawn": "true",
-        "exabgp.api.terminate": "false", "exabgp.api.cli": "true",
+        "exabgp.api.terminate": "false", "exabgp.api.cli": "true", "exabgp.api.chunk": "1000",
         "exabgp.daemon.user": "'f2b-bgp'",
         "exabgp.log.destination": "'syslog'", "exabgp.log.level": "INFO", "exabgp.log.routes": "false",
         "exabgp.tcp.bind": "'198.51.100.2'", "exabgp.tcp.port": "179",
