@@ -47,6 +47,7 @@ REPS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 POLL = 0.1
 WAIT = 60 + N / 500  # seconds
 BASELINE_PROTO = 202
+LIMIT = max(2 * N, 10000)  # the firewall's maximum-prefix; the reference config's guards need at least 10,000
 EXAMPLES = ROOT / "frr-examples"
 # as Debian's /etc/frr/daemons starts zebra: with the default netlink buffer, zebra missed ~7% of
 # 100,000 kernel routes added by ip -batch (no overrun logged) and never announced them
@@ -116,7 +117,7 @@ def main() -> None:
                         rest=f'[bgp]\nlocal_as = 65001\nrouter_id = "198.51.100.2"\nprefix_limit = {2 * N}\n{FW1}',
                         retry_interval=5.0)  # prefix_limit: guards.max_routes may not exceed it
     with tempfile.TemporaryDirectory(prefix="f2b-bench-bulk-") as work, Topology() as topo, \
-            Frr(topo.ns("firewall"), firewall_files(Path(work), 2 * N)) as firewall, \
+            Frr(topo.ns("firewall"), firewall_files(Path(work), LIMIT)) as firewall, \
             Frr(topo.ns("injector"), {d: EXAMPLES / "injector" / f"{d}.conf" for d in ("zebra", "bgpd")},
                 extra_args=ZEBRA_ARGS) as injector, \
             F2bBgp(topo.ns("injector"), config) as daemon:

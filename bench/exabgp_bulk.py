@@ -46,7 +46,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
-from bulk import EXAMPLES, POLL, ZEBRA_ARGS, firewall_files, ip_batch, prefixes, spread  # noqa: E402  (siblings)
+from bulk import (EXAMPLES, LIMIT, POLL, REPS, WAIT, ZEBRA_ARGS, N, firewall_files, ip_batch,  # noqa: E402  (siblings;
+                  prefixes, spread)  # the same N REPS arguments)
 from f2b_bgp.config import load_config  # noqa: E402  (run from a checkout)
 from kernel_routes import pipelined  # noqa: E402
 from report import figure  # noqa: E402
@@ -56,10 +57,6 @@ from tests.lab.frr import Frr  # noqa: E402
 from tests.lab.netns import HOSTS, Topology  # noqa: E402
 from tests.lab.wait import wait_until  # noqa: E402
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 10000  # small by default: `make bench` runs every script
-REPS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-WAIT = 60 + N / 500  # seconds
-LIMIT = max(2 * N, 10000)  # the firewall's maximum-prefix; the reference config's guards need at least 10,000
 FIREWALL, FRR_SIDE = HOSTS["firewall"]["4"], HOSTS["injector"]["4"]
 EXABGP_SIDE = "198.51.100.3"  # ExaBGP's injector address: FRR's bgpd holds .2
 EXABGP_DIR = ROOT / "exabgp"

@@ -49,6 +49,7 @@ MAX_PAGE = 2000  # prefixes per `list` answer: a page of 2,000 holds the loop ~0
 MAX_EPOCH = 4102444800.0  # 2100-01-01: a start time past it is a typo or an attack
 DEFAULT_EVENTS, MAX_EVENTS = 100, 1000  # rows per events request
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per answer
 Handler = Callable[[Service, dict[str, Any]], Awaitable[object]]
 
 
@@ -275,7 +276,7 @@ class ApiServer:
             if gone or writer.transport.is_closing():
                 gone = True
                 continue
-            writer.write(b"".join(json.dumps(a, separators=(",", ":")).encode() + b"\n" for a in out))
+            writer.write(b"".join(_ENCODER.encode(a).encode() + b"\n" for a in out))
             if writer.transport.get_write_buffer_size() <= WRITE_BUFFER:
                 continue
             try:

@@ -307,8 +307,8 @@ class Pong:
     version: str
 
 
-_PLAIN = (str, int, float, bool, type(None))
-_FIELDS: dict[type, tuple[str, ...]] = {}
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+_FIELDS: dict[type, tuple[str, ...] | None] = {}  # a dataclass's field names; None: the type is no dataclass
 
 
 def to_wire(value: Any) -> Any:
@@ -318,13 +318,17 @@ def to_wire(value: Any) -> Any:
         return value
     if kind is Prefix:
         return str(value)
-    names = _FIELDS.get(kind)
-    if names is None and dataclasses.is_dataclass(kind):
-        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
-    if names is not None:
-        return {name: to_wire(getattr(value, name)) for name in names}
     if isinstance(value, Enum):
         return value.value
+    if kind not in _FIELDS:
+        _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind)) if dataclasses.is_dataclass(kind) else None
+    names = _FIELDS[kind]
+    if names is not None:
+        out = {}
+        for name in names:  # most fields are plain: no call for them (an answer per ban goes through here)
+            field_value = getattr(value, name)
+            out[name] = field_value if type(field_value) in _PLAIN else to_wire(field_value)
+        return out
     if isinstance(value, Mapping):
         return {str(k): to_wire(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
