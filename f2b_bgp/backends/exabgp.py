@@ -224,19 +224,17 @@ class ExabgpBackend(Backend):
                             item.done.set_result(f"internal error: {err}")
 
     def _next_batch(self) -> list[_Item]:
-        """Up to batch_size queued items of the first item's verb and family (any order is safe:
-        the service never has two operations on one prefix in flight)."""
+        """Up to batch_size queued items of the first item's verb and family, taken from the front; the
+        others keep their order (any order is safe: the service never has two operations on one prefix
+        in flight). It stops at a full batch, so 100,000 queued items cost each batch its own size."""
         first = self.queue[0]
         key = (first.verb, first.prefix.version)
         batch: list[_Item] = []
-        rest: deque[_Item] = deque()
-        while self.queue:
+        skipped: list[_Item] = []
+        while self.queue and len(batch) < self.settings.batch_size:
             item = self.queue.popleft()
-            if len(batch) < self.settings.batch_size and (item.verb, item.prefix.version) == key:
-                batch.append(item)
-            else:
-                rest.append(item)
-        self.queue = rest
+            (batch if (item.verb, item.prefix.version) == key else skipped).append(item)
+        self.queue.extendleft(reversed(skipped))
         return batch
 
     async def _send_batch(self, link: _Link, batch: list[_Item]) -> None:

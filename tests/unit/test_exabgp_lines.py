@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
 import pytest
 
-from f2b_bgp.backends.exabgp import attributes
+from f2b_bgp.backends.exabgp import ExabgpBackend, _Item, attributes
 from f2b_bgp.backends.exabgp_lines import COMMAND, Verb, commands, parse_adj_rib_out
 from f2b_bgp.model import Prefix
 from f2b_bgp.peering.regenerate import reference_config
@@ -90,3 +91,21 @@ def test_adj_rib_out_parsing_keeps_prefixes_of_every_peer_and_skips_noise() -> N
 if __name__ == "__main__":  # regenerate: python3 -m tests.unit.test_exabgp_lines
     GOLDEN.write_text("".join(f"# {name}\n" + "".join(f"{line}\n" for line in lines) + "\n"
                               for name, lines in cases().items()))
+
+
+def test_a_batch_takes_its_verb_and_family_from_the_front_and_keeps_the_rest_in_order() -> None:
+    async def batches() -> list[list[str]]:
+        config = reference_config()
+        backend = ExabgpBackend(dataclasses.replace(config.exabgp, batch_size=3), {}, None, 10)  # type: ignore[arg-type]
+        v4, v6 = [Prefix.parse(f"203.0.113.{i}") for i in range(5)], Prefix.parse("2001:db8::1")
+        backend.queue.extend(_Item(verb, p) for verb, p in [(Verb.ANNOUNCE, v4[0]), (Verb.WITHDRAW, v4[1]),
+                                                            (Verb.ANNOUNCE, v6), (Verb.ANNOUNCE, v4[2]),
+                                                            (Verb.ANNOUNCE, v4[3]), (Verb.ANNOUNCE, v4[4])])
+        taken = []
+        while backend.queue:
+            taken.append([f"{item.verb.value} {item.prefix}" for item in backend._next_batch()])
+        return taken
+
+    assert asyncio.run(batches()) == [
+        ["announce 203.0.113.0/32", "announce 203.0.113.2/32", "announce 203.0.113.3/32"],
+        ["withdraw 203.0.113.1/32"], ["announce 2001:db8::1/128"], ["announce 203.0.113.4/32"]]
