@@ -1,10 +1,12 @@
 """Announce blackholes through a long-running ExaBGP, via the bridge it starts (`f2b-bgp exabgp-bridge`).
 
-The daemon listens on backends.exabgp.bridge_socket; the bridge connects. One
-command is in flight at a time and a prefix counts as done only after
-ExaBGP's `done` for its command. While a command waits for its ack, new work
-queues up and goes out in the next batch (`announce attributes ... nlri`), so
-a ban storm costs a few lines, not one per ban. The queue is bounded
+The daemon listens on backends.exabgp.bridge_socket; the bridge connects. Two
+commands are in flight at a time (ExaBGP acks them in order, so ExaBGP parses
+the next line while the daemon handles the bans answering the last), and a
+prefix counts as done only after ExaBGP's `done` for its command. While the
+commands wait for their acks, new work queues up and goes out in the next
+batch (`announce attributes ... nlri`), so a ban storm costs a few lines, not
+one per ban. The queue is bounded
 (max_in_flight prefixes): callers wait for room, nothing is dropped. Every
 (re)connect of a bridge (ExaBGP started or restarted, or this daemon did)
 asks the service to replay: `show adj-rib out` tells what ExaBGP holds, and
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 1 << 20
 HELLO_TIMEOUT = 10.0
+IN_FLIGHT_COMMANDS = 2
 MAX_PEERS = 1024  # neighbor states kept from the bridge's events
 
 
@@ -74,20 +77,29 @@ def attributes(bgp: BgpConfig) -> dict[int, Attributes]:
     return {v: Attributes(str(hop) if hop is not None else None, bgp.communities) for v, hop in hops.items()}
 
 
+@dataclass
+class _Reply:
+    """What ExaBGP says to one command: the lines before its ack, then the ack."""
+
+    ack: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    output: list[str] = field(default_factory=list)
+    overflow: bool = False  # the command said more than output_cap lines
+
+
 class _Link:
-    """One connected bridge: its stream and the reply awaited for the command in flight."""
+    """One connected bridge: its stream and the replies awaited, in the order the commands went out
+    (ExaBGP answers its commands in order, so the first ack belongs to the oldest command)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hello: dict[str, Any]) -> None:
         self.reader, self.writer, self.hello = reader, writer, hello
         self.connected = time.time()
-        self.reply: asyncio.Future[str] | None = None
-        self.output: list[str] = []
-        self.overflow = False  # the command in flight said more than output_cap lines
+        self.replies: deque[_Reply] = deque()
 
     def close(self) -> None:
         self.writer.close()
-        if self.reply is not None and not self.reply.done():
-            self.reply.set_exception(BackendUnavailable("ExaBGP bridge disconnected"))
+        for reply in self.replies:
+            if not reply.ack.done():
+                reply.ack.set_exception(BackendUnavailable("ExaBGP bridge disconnected"))
 
 
 class ExabgpBackend(Backend):
@@ -104,7 +116,8 @@ class ExabgpBackend(Backend):
         self.queue: deque[_Item] = deque()
         self.room = asyncio.Semaphore(self.settings.max_in_flight)
         self.work = asyncio.Event()
-        self.turn = asyncio.Lock()  # one command in flight: acks then pair with commands
+        # two commands in flight: ExaBGP parses the next line while the daemon answers the bans of the last
+        self.turn = asyncio.Semaphore(IN_FLIGHT_COMMANDS)
         self.sender: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.peers: dict[str, PeerView] = {}
@@ -148,10 +161,10 @@ class ExabgpBackend(Backend):
             return None
         link = self.link
         try:
-            output = await self._exchange(link, SHOW_ADJ_RIB_OUT)
+            reply = await self._exchange(link, SHOW_ADJ_RIB_OUT)
         except BackendUnavailable:
             return None
-        if link.overflow:
+        if reply.overflow:
             log.warning("exabgp adj-rib-out longer than %d lines: not compared, pending bans are retried",
                         self.output_cap)
             return None
@@ -159,7 +172,7 @@ class ExabgpBackend(Backend):
             self.stale_attributes = False
             log.warning(kv("exabgp-attributes", changed=self.describe(), action="announcing every route again"))
             return set()
-        return {p for p, hops in parse_adj_rib_out(output).items() if self._as_configured(p, hops)}
+        return {p for p, hops in parse_adj_rib_out(reply.output).items() if self._as_configured(p, hops)}
 
     def _as_configured(self, prefix: Prefix, hops: frozenset[str]) -> bool:
         hop = self.attributes[prefix.version].next_hop
@@ -214,14 +227,11 @@ class ExabgpBackend(Backend):
                 if link is None:
                     self._fail_queued("ExaBGP bridge disconnected")
                     break
-                batch = self._next_batch()
-                try:
-                    await self._send_batch(link, batch)
-                except Exception as err:  # never leave a caller waiting, never stop sending
-                    log.exception("exabgp send failed")
-                    for item in batch:
-                        if not item.done.done():
-                            item.done.set_result(f"internal error: {err}")
+                await self.turn.acquire()  # the batch is taken once a command may go: it fills meanwhile
+                if not self.queue:
+                    self.turn.release()
+                    break
+                self._spawn(self._send_batch(link, self._next_batch()))
 
     def _next_batch(self) -> list[_Item]:
         """Up to batch_size queued items of the first item's verb and family, taken from the front; the
@@ -238,9 +248,10 @@ class ExabgpBackend(Backend):
         return batch
 
     async def _send_batch(self, link: _Link, batch: list[_Item]) -> None:
+        """One command for the batch, in a slot of `turn` the send loop took for it."""
         (command,) = commands(batch[0].verb, [i.prefix for i in batch], self.attributes, len(batch))
         try:
-            await self._exchange(link, command.line())
+            await self._command(link, command.line())
             error = None
             self.counts["announced" if command.verb is Verb.ANNOUNCE else "withdrawn"] += len(batch)
         except _Refused:
@@ -248,6 +259,11 @@ class ExabgpBackend(Backend):
             self.counts["errors"] += 1
         except BackendUnavailable as err:
             error = str(err)
+        except Exception as err:  # never leave a caller waiting
+            log.exception("exabgp send failed")
+            error = f"internal error: {err}"
+        finally:
+            self.turn.release()
         if error:
             self.last_error = error
             log.warning("exabgp %s prefixes=%d error=%r", command.verb.value, len(batch), error)
@@ -261,34 +277,34 @@ class ExabgpBackend(Backend):
             if not item.done.done():
                 item.done.set_result(error)
 
-    async def _exchange(self, link: _Link, line: str) -> list[str]:
-        """Send one command and wait for its ack; the lines that came before the ack are its output."""
+    async def _exchange(self, link: _Link, line: str) -> _Reply:
         async with self.turn:
-            if self.link is not link:
-                raise BackendUnavailable("ExaBGP bridge disconnected")
-            link.reply = asyncio.get_running_loop().create_future()
-            link.output, link.overflow = [], False
-            link.writer.write(line.encode("ascii") + b"\n")
-            self.counts["lines"] += 1
-            try:
-                await link.writer.drain()
-                answer = await asyncio.wait_for(asyncio.shield(link.reply), self.settings.ack_timeout)
-            except TimeoutError:
-                self.counts["timeouts"] += 1
-                reply, link.reply = link.reply, None
-                reply.cancel()
-                # the ack may still come and would answer the next command: start over on a new link
-                self._drop(link, f"no ack from ExaBGP within {self.settings.ack_timeout:g} s")
-                raise BackendUnavailable(f"no ack from ExaBGP within {self.settings.ack_timeout:g} s") from None
-            except ConnectionError as err:
-                self._drop(link, f"bridge write failed: {err}")
-                raise BackendUnavailable("ExaBGP bridge disconnected") from None
-            finally:
-                link.reply = None
-            if answer != "done":
-                raise _Refused(answer)
-            self.last_error = ""  # ExaBGP answers again: an old error is no longer the state
-            return link.output
+            return await self._command(link, line)
+
+    async def _command(self, link: _Link, line: str) -> _Reply:
+        """Send one command and wait for its ack; the caller holds a slot of `turn`."""
+        if self.link is not link:
+            raise BackendUnavailable("ExaBGP bridge disconnected")
+        reply = _Reply()
+        link.replies.append(reply)  # before the write, with no await between: replies pair in order
+        link.writer.write(line.encode("ascii") + b"\n")
+        self.counts["lines"] += 1
+        try:
+            await link.writer.drain()
+            answer = await asyncio.wait_for(asyncio.shield(reply.ack), self.settings.ack_timeout)
+        except TimeoutError:
+            self.counts["timeouts"] += 1
+            reply.ack.cancel()
+            # the ack may still come and would answer the next command: start over on a new link
+            self._drop(link, f"no ack from ExaBGP within {self.settings.ack_timeout:g} s")
+            raise BackendUnavailable(f"no ack from ExaBGP within {self.settings.ack_timeout:g} s") from None
+        except ConnectionError as err:
+            self._drop(link, f"bridge write failed: {err}")
+            raise BackendUnavailable("ExaBGP bridge disconnected") from None
+        if answer != "done":
+            raise _Refused(answer)
+        self.last_error = ""  # ExaBGP answers again: an old error is no longer the state
+        return reply
 
     # the bridge connection --------------------------------------------------------------------------
 
@@ -336,13 +352,16 @@ class ExabgpBackend(Backend):
             if line.startswith("{"):
                 self._event(line)
             elif line in ("done", "error"):
-                if link.reply is not None and not link.reply.done():
-                    link.reply.set_result(line)
-            elif link.reply is not None:
-                if len(link.output) < self.output_cap:
-                    link.output.append(line)
+                if link.replies:
+                    reply = link.replies.popleft()
+                    if not reply.ack.done():
+                        reply.ack.set_result(line)
+            elif link.replies:
+                reply = link.replies[0]
+                if len(reply.output) < self.output_cap:
+                    reply.output.append(line)
                 else:
-                    link.overflow = True
+                    reply.overflow = True
 
     def _event(self, line: str) -> None:
         """A JSON message from ExaBGP: neighbor states are kept; a shutdown is logged."""
