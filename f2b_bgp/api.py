@@ -302,10 +302,13 @@ async def _lines(reader: asyncio.StreamReader) -> AsyncIterator[list[bytes]]:
     rest = b""
     while chunk := await reader.read(READ_SIZE):
         *lines, rest = (rest + chunk).split(b"\n")
-        if len(rest) > MAX_LINE or any(len(line) > MAX_LINE for line in lines):
-            raise _TooLong
+        too_long = next((i for i, line in enumerate(lines) if len(line) > MAX_LINE), None)
+        if too_long is not None:
+            lines = lines[:too_long]  # the requests before it are still answered
         if lines:
             yield lines
+        if too_long is not None or len(rest) > MAX_LINE:
+            raise _TooLong
 
 
 @dataclass
@@ -325,14 +328,11 @@ def _work(lines: list[bytes]) -> Iterator[_Work]:
         except F2bBgpError as err:
             req = err
         is_ban = isinstance(req, dict) and req.get("op") == "ban"
-        if is_ban and len(bans) < BAN_BATCH:
-            bans.append(req)  # type: ignore[arg-type]  # a dict: is_ban
-            continue
-        if bans:
+        if bans and (not is_ban or len(bans) == BAN_BATCH):
             yield _bans(bans)
             bans = []
         if is_ban:
-            bans.append(req)  # type: ignore[arg-type]
+            bans.append(req)  # type: ignore[arg-type]  # a dict: is_ban
         else:
             yield _single(req)
     if bans:

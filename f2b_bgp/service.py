@@ -200,7 +200,7 @@ class Service:
                 outcomes[i] = is_fresh
             self.recent.extend([now] * len(new))
             self.book.mark_pending(new)
-            if any(c.expires is not None and c.expires < self.expiry_wait_until for c in claims):
+            if any((e := claims[i].expires) is not None and e < self.expiry_wait_until for i in kept):
                 self.wake.set()
             await self._apply(sorted({claims[i].prefix for i in kept}))
         return outcomes

@@ -249,12 +249,12 @@ class Store:
         return fresh
 
     def _insert(self, claims: list[Claim]) -> None:
-        now = time.time()
+        if not claims:
+            return
         self.db.executemany(f"INSERT INTO claims ({_CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                             [(str(c.prefix), c.jail, c.reason, c.created, c.expires, c.address, c.origin)
                              for c in claims])
-        self.db.executemany("INSERT INTO events (ts, event, prefix, jail, detail) VALUES (?, 'ban', ?, ?, ?)",
-                            [(now, str(c.prefix), c.jail, f"expires={_ts(c.expires)}{_widened(c)}") for c in claims])
+        self._events([("ban", str(c.prefix), c.jail, f"expires={_ts(c.expires)}{_widened(c)}") for c in claims])
 
     def _upsert(self, claim: Claim) -> bool:
         key = (str(claim.prefix), claim.jail, claim.address)
@@ -310,13 +310,11 @@ class Store:
 
     def remove_claims(self, claims: list[Claim], event: str) -> None:
         """Remove these claims in one transaction (flush, expiry, withdraw of an address)."""
-        now = time.time()
         with self._tx():
             self.db.executemany("DELETE FROM claims WHERE prefix = ? AND jail = ? AND address = ?",
                                 [(str(c.prefix), c.jail, c.address) for c in claims])
-            self.db.executemany("INSERT INTO events (ts, event, prefix, jail, detail) VALUES (?, ?, ?, ?, ?)",
-                                [(now, event, str(c.prefix), c.jail, f"address={c.address}" if c.address else "")
-                                 for c in claims])
+            self._events([(event, str(c.prefix), c.jail, f"address={c.address}" if c.address else "")
+                          for c in claims])
         for claim in claims:
             self._count(claim.prefix, -1)
 
@@ -345,8 +343,13 @@ class Store:
             self._event(event, prefix, jail, detail)
 
     def _event(self, event: str, prefix: str = "", jail: str = "", detail: str = "") -> None:
-        self.db.execute("INSERT INTO events (ts, event, prefix, jail, detail) VALUES (?, ?, ?, ?, ?)",
-                        (time.time(), event, prefix, jail, detail))
+        self._events([(event, prefix, jail, detail)])
+
+    def _events(self, rows: list[tuple[str, str, str, str]]) -> None:
+        """(event, prefix, jail, detail) rows, stamped now."""
+        now = time.time()
+        self.db.executemany("INSERT INTO events (ts, event, prefix, jail, detail) VALUES (?, ?, ?, ?, ?)",
+                            [(now, *row) for row in rows])
 
     def query_events(self, since: float | None = None, prefix: str | None = None, jail: str | None = None,
                      limit: int = 100) -> list[Event]:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from f2b_bgp.api import ApiServer, handle_line
+from f2b_bgp import __version__
+from f2b_bgp.api import MAX_LINE, ApiServer, handle_line
 
 from .memory import make
 
@@ -77,6 +78,28 @@ def test_socket_mode_and_ordered_pipelined_answers(tmp_path: Path) -> None:
     assert prefixes == [f"203.0.113.{i}/32" for i in range(1, 51)]
     assert len(backend.routes) == 50
     assert not path.exists()
+
+
+def test_a_request_too_long_ends_the_connection_after_answering_those_before_it(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path)
+    path = tmp_path / "api.sock"
+
+    async def scenario() -> list[dict]:
+        server = ApiServer(service, path, 0o660, "")
+        await server.start()
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        writer.write(b'{"op": "ban", "prefix": "203.0.113.1"}\n{"op": "ping"}\n' + b"x" * (MAX_LINE + 1) + b"\n"
+                     + b'{"op": "ban", "prefix": "203.0.113.2"}\n')
+        answers = [json.loads(line) async for line in reader]
+        writer.close()
+        await server.stop()
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert [a.get("prefix") or a.get("version") or a.get("error") for a in answers[:2]] == [
+        "203.0.113.1/32", __version__]
+    assert answers[2]["code"] == "usage" and f"longer than {MAX_LINE} bytes" in answers[2]["error"]
+    assert len(answers) == 3 and backend.routes == {"203.0.113.1/32"}
 
 
 def test_socket_is_created_with_the_configured_mode(tmp_path: Path) -> None:
