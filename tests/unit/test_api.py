@@ -10,6 +10,7 @@ import pytest
 
 from f2b_bgp import __version__
 from f2b_bgp.api import MAX_LINE, ApiServer, handle_line
+from f2b_bgp.service import Service
 
 from .memory import make
 
@@ -56,24 +57,29 @@ def test_bad_requests_get_one_line_errors(tmp_path: Path, line: bytes, code: str
     assert words in answer["error"] and "\n" not in answer["error"]
 
 
-def test_socket_mode_and_ordered_pipelined_answers(tmp_path: Path) -> None:
-    service, backend, _ = make(tmp_path)
-    path = tmp_path / "api.sock"
-
+def converse(service: Service, path: Path, sent: bytes) -> list[dict]:
+    """Start the API on PATH, send the bytes at once, and read every answer until the daemon closes."""
     async def scenario() -> list[dict]:
         server = ApiServer(service, path, 0o660, "")
         await server.start()
         reader, writer = await asyncio.open_unix_connection(str(path))
-        requests = [{"op": "ban", "prefix": f"203.0.113.{i}", "jail": "t"} for i in range(1, 51)]
-        requests.insert(10, {"op": "ban", "prefix": "bogus"})
-        writer.write(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
-        answers = [json.loads(await reader.readline()) for _ in requests]
+        writer.write(sent)
+        writer.write_eof()
+        answers = [json.loads(line) async for line in reader]
         writer.close()
         await server.stop()
         return answers
 
-    answers = asyncio.run(scenario())
-    assert answers[10]["code"] == "refused"
+    return asyncio.run(scenario())
+
+
+def test_socket_mode_and_ordered_pipelined_answers(tmp_path: Path) -> None:
+    service, backend, _ = make(tmp_path)
+    path = tmp_path / "api.sock"
+    requests = [{"op": "ban", "prefix": f"203.0.113.{i}", "jail": "t"} for i in range(1, 51)]
+    requests.insert(10, {"op": "ban", "prefix": "bogus"})
+    answers = converse(service, path, b"".join(json.dumps(r).encode() + b"\n" for r in requests))
+    assert len(answers) == len(requests) and answers[10]["code"] == "refused"
     prefixes = [a["prefix"] for a in answers if a["ok"]]
     assert prefixes == [f"203.0.113.{i}/32" for i in range(1, 51)]
     assert len(backend.routes) == 50
@@ -82,20 +88,8 @@ def test_socket_mode_and_ordered_pipelined_answers(tmp_path: Path) -> None:
 
 def test_a_request_too_long_ends_the_connection_after_answering_those_before_it(tmp_path: Path) -> None:
     service, backend, _ = make(tmp_path)
-    path = tmp_path / "api.sock"
-
-    async def scenario() -> list[dict]:
-        server = ApiServer(service, path, 0o660, "")
-        await server.start()
-        reader, writer = await asyncio.open_unix_connection(str(path))
-        writer.write(b'{"op": "ban", "prefix": "203.0.113.1"}\n{"op": "ping"}\n' + b"x" * (MAX_LINE + 1) + b"\n"
-                     + b'{"op": "ban", "prefix": "203.0.113.2"}\n')
-        answers = [json.loads(line) async for line in reader]
-        writer.close()
-        await server.stop()
-        return answers
-
-    answers = asyncio.run(scenario())
+    answers = converse(service, tmp_path / "api.sock", b'{"op": "ban", "prefix": "203.0.113.1"}\n{"op": "ping"}\n'
+                       + b"x" * (MAX_LINE + 1) + b'\n{"op": "ban", "prefix": "203.0.113.2"}\n')
     assert [a.get("prefix") or a.get("version") or a.get("error") for a in answers[:2]] == [
         "203.0.113.1/32", __version__]
     assert answers[2]["code"] == "usage" and f"longer than {MAX_LINE} bytes" in answers[2]["error"]
